@@ -1,0 +1,382 @@
+"""Bootstrap: scan once, validate everything, compile endpoints into ready-to-call chains."""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ecopy.config.configuration import ServiceConfiguration
+from ecopy.config.container import Container
+from ecopy.config.interceptors import InterceptorSource
+from ecopy.config.scanning import DeclaredMember, declared_function, members_of, scan
+from ecopy.config.system import MessagingSystem
+from ecopy.errors import ConfigurationError
+from ecopy.messaging.binding import ArgumentBinder, PayloadMode, compile_call, parameters_of
+from ecopy.messaging.channel import DirectChannel, InMemoryQueue, MessageChannel, QueueChannel
+from ecopy.messaging.consumer import PollingConsumer
+from ecopy.messaging.conversion import PayloadConversion
+from ecopy.messaging.declaration import HandlerDeclaration, class_markers
+from ecopy.messaging.endpoint import RANK_SERVICE, Endpoint, EndpointInfo, Invoker
+from ecopy.messaging.interceptor import CompiledInterceptor, compile_chain
+from ecopy.messaging.naming import TypeRegistry, declared_name, type_name
+from ecopy.modelling.buses import (
+    CommandBus,
+    EventBus,
+    QueryBus,
+    event_dispatch,
+    point_to_point_dispatch,
+)
+from ecopy.modelling.routing import EventRouter, PointToPointRouter
+
+
+def bootstrap(
+    *,
+    classes: Iterable[Any] = (),
+    scan: Iterable[str] = (),
+    services: Iterable[object] | Mapping[str, object] = (),
+    config: ServiceConfiguration | None = None,
+) -> MessagingSystem:
+    """Build a messaging system from decorated classes and functions.
+
+    ``classes`` lists handler classes (and module-level handler functions); ``scan`` lists
+    packages whose modules are imported and searched; ``services`` holds the instances that
+    handlers live on or need. Every configuration problem is reported in one
+    :class:`~ecopy.errors.ConfigurationError`.
+    """
+    builder = SystemBuilder(config or ServiceConfiguration(), services)
+    return builder.build(classes, scan)
+
+
+def _union_members(annotation: Any) -> tuple[Any, ...]:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        return tuple(a for a in typing.get_args(annotation) if a is not type(None))
+    return (annotation,)
+
+
+@dataclass
+class HandlerDefinition:
+    """A handler found by scanning, before compilation."""
+
+    member: DeclaredMember
+    declaration: HandlerDeclaration
+    info: EndpointInfo
+    target: Any
+    payload_types: tuple[type[Any], ...]
+    payload_mode: PayloadMode
+
+
+class SystemBuilder:
+    """Collects declarations and problems, then compiles the messaging system."""
+
+    def __init__(
+        self, config: ServiceConfiguration, services: Iterable[object] | Mapping[str, object]
+    ) -> None:
+        self.config = config
+        self.problems: list[str] = []
+        self.container = Container(services)
+        self.conversion = PayloadConversion()
+        self.binder = ArgumentBinder(self.container, self.conversion)
+        self.names = TypeRegistry()
+        self.command_bus = CommandBus()
+        self.event_bus = EventBus()
+        self.query_bus = QueryBus()
+        for bus in (self.command_bus, self.event_bus, self.query_bus):
+            self.container.add(bus)
+        self.channels: dict[str, MessageChannel] = {}
+        self.queues: dict[str, InMemoryQueue] = {}
+        self.interceptors: list[InterceptorSource] = []
+
+    # -- collecting -------------------------------------------------------------------
+
+    def build(self, classes: Iterable[Any], packages: Iterable[str]) -> MessagingSystem:
+        targets = list(dict.fromkeys([*classes, *scan(list(packages))]))
+        members = self._members(targets)
+        for target in targets:
+            if isinstance(target, type) and declared_name(target) is not None:
+                self.problems.extend(self.names.register(target))
+        self._configure_extensions(members)
+        self._collect_interceptors(members)
+        definitions = self._definitions(members)
+        endpoints = self._compile(definitions)
+        system = MessagingSystem(
+            config=self.config,
+            command_bus=self.command_bus,
+            event_bus=self.event_bus,
+            query_bus=self.query_bus,
+            endpoints=tuple(endpoints),
+            channels=self.channels,
+            consumers=self._consumers(endpoints),
+            names=self.names,
+        )
+        self.container.add(system)
+        if self.problems:
+            raise ConfigurationError(dict.fromkeys(self.problems))
+        return system
+
+    def _members(self, targets: list[Any]) -> list[DeclaredMember]:
+        members: list[DeclaredMember] = []
+        for target in targets:
+            if isinstance(target, type):
+                members.extend(members_of(target))
+            else:
+                member = declared_function(target)
+                if member is None:
+                    self.problems.append(
+                        f"{target!r} was given in classes= but is neither a class nor a "
+                        f"decorated function"
+                    )
+                else:
+                    members.append(member)
+        return members
+
+    def _bound(self, member: DeclaredMember) -> Any:
+        """The callable to invoke: bound to its instance or class, or the plain function."""
+        if member.binding == "instance" and member.owner is not None:
+            instance = self.container.instance_of(member.owner, self.problems)
+            return None if instance is None else types.MethodType(member.function, instance)
+        if member.binding == "class" and member.owner is not None:
+            return types.MethodType(member.function, member.owner)
+        return member.function
+
+    def _configure_extensions(self, members: list[DeclaredMember]) -> None:
+        extensions = list(self.config.extensions)
+        for member in members:
+            if not member.declarations.modifiers.get("service_context"):
+                continue
+            provider = self._bound(member)
+            if provider is None:
+                continue
+            provided = provider()
+            extensions.extend(provided if isinstance(provided, (list, tuple)) else [provided])
+        for extension in extensions:
+            if isinstance(extension, QueueChannel):
+                if extension.name in self.channels:
+                    self.problems.append(f"channel {extension.name!r} is declared twice")
+                queue = extension.build()
+                self.queues[extension.name] = queue
+                self.channels[extension.name] = queue
+            else:
+                self.problems.append(
+                    f"unknown extension object {extension!r}: no ecopy module handles "
+                    f"{type(extension).__qualname__}; is its adapter package installed?"
+                )
+
+    def _collect_interceptors(self, members: list[DeclaredMember]) -> None:
+        for member in members:
+            for declaration in member.declarations.interceptors:
+                target = self._bound(member)
+                if target is None:
+                    continue
+                self.interceptors.append(
+                    InterceptorSource.of(
+                        member.name, target, declaration, len(self.interceptors), self.problems
+                    )
+                )
+
+    # -- handlers ---------------------------------------------------------------------
+
+    def _definitions(self, members: list[DeclaredMember]) -> list[HandlerDefinition]:
+        definitions: list[HandlerDefinition] = []
+        seen_ids: dict[str, str] = {}
+        for member in members:
+            for declaration in member.declarations.handlers:
+                definition = self._definition(member, declaration)
+                if definition is None:
+                    continue
+                endpoint_id = definition.info.endpoint_id
+                if endpoint_id in seen_ids:
+                    self.problems.append(
+                        f"endpoint id {endpoint_id!r} is used by {seen_ids[endpoint_id]} and "
+                        f"{member.name}; give one of them endpoint_id="
+                    )
+                    continue
+                seen_ids[endpoint_id] = member.name
+                definitions.append(definition)
+        return definitions
+
+    def _definition(
+        self, member: DeclaredMember, declaration: HandlerDeclaration
+    ) -> HandlerDefinition | None:
+        target = self._bound(member)
+        if target is None:
+            return None
+        name = member.name
+        key = declaration.routing_key
+        by_class = declaration.kind != "internal" and key is None
+        payload_mode: PayloadMode = "required" if by_class else "optional"
+        parameters = parameters_of(
+            member.function, skip_first=member.binding in ("instance", "class")
+        )
+        payload_types: tuple[type[Any], ...] = ()
+        if by_class:
+            annotation = parameters[0].annotation if parameters else None
+            payload_types = tuple(
+                a for a in _union_members(annotation) if isinstance(a, type) and a is not object
+            )
+            if not payload_types:
+                self.problems.append(
+                    f"handler {name} routes by message class, but its first parameter is not "
+                    f"annotated with a class; annotate it (e.g. command: PlaceOrder) or give a "
+                    f'routing key (@{declaration.kind}_handler("name"))'
+                )
+                return None
+            for payload_type in payload_types:
+                self.problems.extend(self.names.register(payload_type))
+        if declaration.kind == "internal":
+            routes: tuple[str, ...] = (str(declaration.input_channel),)
+        elif key is not None:
+            routes = (key,)
+        else:
+            routes = tuple(type_name(t) for t in payload_types)
+        endpoint_id = declaration.endpoint_id or name
+        info = EndpointInfo(
+            endpoint_id=endpoint_id,
+            kind=declaration.kind,
+            handler=f"{member.function.__module__}.{name}",
+            owner=member.owner,
+            function=member.function,
+            routes=routes,
+            input_channel=declaration.input_channel or endpoint_id,
+            output_channel=declaration.output_channel,
+            priority=int(member.declarations.modifiers.get("priority", 0)),
+            rank=RANK_SERVICE,
+            markers=tuple(member.declarations.markers)
+            + (tuple(class_markers(member.owner)) if member.owner else ()),
+            options=declaration.options,
+        )
+        return HandlerDefinition(member, declaration, info, target, payload_types, payload_mode)
+
+    def _compile(self, definitions: list[HandlerDefinition]) -> list[Endpoint]:
+        # Input channels of internal handlers exist before any endpoint refers to them.
+        for definition in definitions:
+            if definition.declaration.kind == "internal":
+                channel_name = definition.info.input_channel
+                if channel_name not in self.channels:
+                    self.channels[channel_name] = DirectChannel(channel_name)
+        endpoints: list[Endpoint] = []
+        for definition in definitions:
+            endpoint = self._endpoint(definition)
+            if endpoint is not None:
+                endpoints.append(endpoint)
+        self._subscribe_internal(endpoints)
+        self._wire_buses(definitions, endpoints)
+        return endpoints
+
+    def _endpoint(self, definition: HandlerDefinition) -> Endpoint | None:
+        info = definition.info
+        parameters = parameters_of(
+            definition.member.function,
+            skip_first=definition.member.binding in ("instance", "class"),
+        )
+        resolvers, _, problems = self.binder.bind(
+            parameters, handler=info.handler, payload=definition.payload_mode
+        )
+        self.problems.extend(problems)
+        core: Invoker = compile_call(definition.target, resolvers)
+        chain = compile_chain(core, info, self._interceptors_for(info))
+        output = None
+        if info.output_channel is not None:
+            output = self.channels.get(info.output_channel)
+            if output is None:
+                self.problems.append(
+                    f"handler {info.handler} sends its result to channel "
+                    f"{info.output_channel!r}, which does not exist; declare an "
+                    f"@internal_handler({info.output_channel!r}) or a channel with that name"
+                )
+        return Endpoint(info, chain, output)
+
+    def _interceptors_for(self, info: EndpointInfo) -> list[CompiledInterceptor]:
+        return [
+            source.compile_for(info, self.binder, self.problems)
+            for source in self.interceptors
+            if source.matches(info)
+        ]
+
+    def _subscribe_internal(self, endpoints: list[Endpoint]) -> None:
+        owners: dict[str, Endpoint] = {}
+        for endpoint in endpoints:
+            info = endpoint.info
+            if info.kind != "internal":
+                continue
+            known = owners.get(info.input_channel)
+            if known is not None:
+                self.problems.append(
+                    f"channel {info.input_channel!r} has two handlers ({known.info.handler} and "
+                    f"{info.handler}); a channel is point to point, give each its own channel"
+                )
+                continue
+            owners[info.input_channel] = endpoint
+            channel = self.channels[info.input_channel]
+            if isinstance(channel, DirectChannel):
+                channel.subscribe(endpoint.handle)
+
+    def _consumers(self, endpoints: list[Endpoint]) -> dict[str, PollingConsumer]:
+        consumers: dict[str, PollingConsumer] = {}
+        for endpoint in endpoints:
+            queue = self.queues.get(endpoint.info.input_channel)
+            if queue is not None and endpoint.info.kind == "internal":
+                consumers[queue.name] = PollingConsumer(
+                    queue.name, queue, endpoint.handle, requeue=queue.return_message
+                )
+        return consumers
+
+    # -- buses ------------------------------------------------------------------------
+
+    def _wire_buses(self, definitions: list[HandlerDefinition], endpoints: list[Endpoint]) -> None:
+        compiled = {id(e.info): e for e in endpoints}
+        tables: dict[str, tuple[dict[type[Any], Endpoint], dict[str, Endpoint]]] = {
+            "command": ({}, {}),
+            "query": ({}, {}),
+        }
+        event_classes: dict[type[Any], list[tuple[int, Endpoint]]] = {}
+        event_patterns: list[tuple[str, int, Endpoint]] = []
+        for order, definition in enumerate(definitions):
+            endpoint = compiled.get(id(definition.info))
+            if endpoint is None:
+                continue
+            kind = definition.declaration.kind
+            key = definition.declaration.routing_key
+            if kind == "event":
+                if key is not None:
+                    event_patterns.append((key, order, endpoint))
+                for payload_type in definition.payload_types:
+                    event_classes.setdefault(payload_type, []).append((order, endpoint))
+            elif kind in tables:
+                by_class, by_key = tables[kind]
+                table: dict[Any, Endpoint] = by_key if key is not None else by_class
+                routes: list[Any] = [key] if key is not None else list(definition.payload_types)
+                for route in routes:
+                    known = table.get(route)
+                    if known is not None:
+                        shown = route if isinstance(route, str) else type_name(route)
+                        self.problems.append(
+                            f"{kind} {shown} has two handlers: {known.info.handler} and "
+                            f"{endpoint.info.handler}; a {kind} has exactly one handler"
+                        )
+                        continue
+                    table[route] = endpoint
+        self.command_bus._dispatch = self._gateway(
+            "command_bus",
+            CommandBus,
+            point_to_point_dispatch(PointToPointRouter("command", *tables["command"], self.names)),
+        )
+        self.query_bus._dispatch = self._gateway(
+            "query_bus",
+            QueryBus,
+            point_to_point_dispatch(PointToPointRouter("query", *tables["query"], self.names)),
+        )
+        self.event_bus._dispatch = self._gateway(
+            "event_bus",
+            EventBus,
+            event_dispatch(EventRouter(event_classes, event_patterns, self.names)),
+        )
+
+    def _gateway(self, gateway_id: str, bus: type[Any], dispatch: Invoker) -> Invoker:
+        info = EndpointInfo(
+            endpoint_id=gateway_id, kind="gateway", handler=bus.__qualname__, owner=bus
+        )
+        return compile_chain(dispatch, info, self._interceptors_for(info))

@@ -1,0 +1,126 @@
+"""``MessagingSystem``: the running application that bootstrap returns."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from ecopy.config.configuration import ServiceConfiguration
+from ecopy.errors import EcopyError
+from ecopy.messaging.channel import MessageChannel
+from ecopy.messaging.consumer import ConsumerLimits, PollingConsumer
+from ecopy.messaging.endpoint import Endpoint, EndpointInfo
+from ecopy.messaging.naming import TypeRegistry
+from ecopy.modelling.buses import CommandBus, EventBus, QueryBus
+
+
+@dataclass(frozen=True)
+class ConsumerInfo:
+    name: str
+    channel: str
+    endpoints: tuple[str, ...]
+
+
+class MessagingSystem:
+    """A bootstrapped application: buses, endpoints, channels and consumers.
+
+    Everything an application needs lives here; two systems in one process share nothing.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: ServiceConfiguration,
+        command_bus: CommandBus,
+        event_bus: EventBus,
+        query_bus: QueryBus,
+        endpoints: tuple[Endpoint, ...],
+        channels: Mapping[str, MessageChannel],
+        consumers: Mapping[str, PollingConsumer],
+        names: TypeRegistry,
+    ) -> None:
+        self.config = config
+        self.command_bus = command_bus
+        self.event_bus = event_bus
+        self.query_bus = query_bus
+        self._endpoints = endpoints
+        self._channels = dict(channels)
+        self._consumers = dict(consumers)
+        self.names = names
+
+    @property
+    def service_name(self) -> str:
+        return self.config.service_name
+
+    def endpoints(self) -> list[EndpointInfo]:
+        """Every endpoint of the application, in registration order."""
+        return [endpoint.info for endpoint in self._endpoints]
+
+    def channel(self, name: str) -> MessageChannel:
+        try:
+            return self._channels[name]
+        except KeyError:
+            known = ", ".join(sorted(self._channels)) or "none"
+            raise EcopyError(f"Unknown channel {name!r}; known channels: {known}") from None
+
+    def list_consumers(self) -> list[ConsumerInfo]:
+        """The consumers that ``run`` can start, by name."""
+        result = []
+        for name, consumer in self._consumers.items():
+            served = tuple(
+                e.info.endpoint_id
+                for e in self._endpoints
+                if e.info.input_channel == consumer.channel.name
+            )
+            result.append(ConsumerInfo(name=name, channel=consumer.channel.name, endpoints=served))
+        return result
+
+    def run(
+        self,
+        name: str,
+        *,
+        handled_message_limit: int | None = None,
+        execution_time_limit_ms: int | None = None,
+        memory_limit_mb: int | None = None,
+        stop_on_error: bool = False,
+        finish_when_no_messages: bool = False,
+    ) -> int:
+        """Run the consumer ``name`` until a limit is reached; returns messages handled.
+
+        SIGTERM and SIGINT stop the consumer after the message in hand.
+        """
+        consumer = self._consumers.get(name)
+        if consumer is None:
+            known = ", ".join(sorted(self._consumers)) or "none"
+            raise EcopyError(f"Unknown consumer {name!r}; known consumers: {known}")
+        limits = ConsumerLimits(
+            handled_message_limit=handled_message_limit,
+            execution_time_limit_ms=execution_time_limit_ms,
+            memory_limit_mb=memory_limit_mb,
+            stop_on_error=stop_on_error,
+            finish_when_no_messages=finish_when_no_messages,
+        )
+        with _graceful_stop(consumer):
+            return consumer.run(limits)
+
+
+@contextmanager
+def _graceful_stop(consumer: PollingConsumer) -> Iterator[None]:
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        consumer.stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,71 @@
+"""The exception hierarchy: every error ecopy raises is an :class:`EcopyError`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class EcopyError(Exception):
+    """Root of every error raised by ecopy."""
+
+
+class ConfigurationError(EcopyError):
+    """The application's configuration is invalid.
+
+    Bootstrap collects every problem it finds and raises one ``ConfigurationError`` listing
+    them all, so a developer fixes the configuration in one pass.
+    """
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems: tuple[str, ...] = tuple(problems)
+        count = len(self.problems)
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(f"ecopy configuration has {count} {noun}:\n{lines}")
+
+
+class NoHandlerFound(EcopyError):
+    """A command or query was sent, but no handler is registered for it."""
+
+    def __init__(self, what: str, close_matches: Iterable[str] = ()) -> None:
+        self.what = what
+        self.close_matches: tuple[str, ...] = tuple(close_matches)
+        message = f"No handler found for {what}."
+        if self.close_matches:
+            message += " Did you mean: " + ", ".join(repr(m) for m in self.close_matches) + "?"
+        else:
+            message += " Register a handler for it (e.g. with @command_handler) and bootstrap it."
+        super().__init__(message)
+
+
+class MessageConversionError(EcopyError):
+    """A payload could not be converted to the type a handler expects."""
+
+    def __init__(
+        self,
+        *,
+        handler: str,
+        expected: str,
+        problems: Iterable[str],
+        payload_type: str,
+    ) -> None:
+        self.handler = handler
+        self.expected = expected
+        self.problems: tuple[str, ...] = tuple(problems)
+        details = "; ".join(self.problems)
+        super().__init__(
+            f"Cannot convert a {payload_type} payload to {expected} for handler {handler}: "
+            f"{details}. Send a payload that matches {expected}."
+        )
+
+
+class MissingHeader(EcopyError):
+    """A handler needs a header that the message does not carry."""
+
+    def __init__(self, *, handler: str, header: str, message_id: str) -> None:
+        self.handler = handler
+        self.header = header
+        super().__init__(
+            f"Handler {handler} needs header {header!r}, but message {message_id} does not "
+            f"carry it. Send the header, or give the parameter a default value."
+        )

@@ -1,0 +1,1 @@
+"""Messages, channels, endpoints, interceptors and conversion: the messaging core."""

@@ -1,0 +1,36 @@
+"""The message being handled right now, and header propagation to the messages it causes.
+
+DESIGN §3.1: a message sent while another is handled inherits the handled message's user
+headers (explicit headers win), keeps its ``correlation_id`` and gets ``parent_id`` set to the
+handled message's ``id``. The handled message lives in a context variable, so propagation is
+per thread and per asyncio task, and two messaging systems never see each other's messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import Any
+
+from ecopy.messaging.message import (
+    CORRELATION_ID,
+    PARENT_ID,
+    Message,
+    is_internal_header,
+)
+
+current_message: ContextVar[Message | None] = ContextVar("ecopy_current_message", default=None)
+
+
+def outgoing_headers(explicit: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Headers for a message sent now: propagated from the handled message, explicit ones win."""
+    handled = current_message.get()
+    if handled is None:
+        return dict(explicit) if explicit else {}
+    source = handled._headers
+    headers = {k: v for k, v in source.items() if not is_internal_header(k)}
+    headers[CORRELATION_ID] = source[CORRELATION_ID]
+    headers[PARENT_ID] = source["id"]
+    if explicit:
+        headers.update(explicit)
+    return headers

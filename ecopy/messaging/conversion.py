@@ -1,0 +1,109 @@
+"""Payload conversion with pydantic: dicts and JSON into the types handlers ask for.
+
+A converter is built once per (handler, type) at bootstrap. On the hot path it is an
+``isinstance`` check: a payload that already has the right type is passed through untouched.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from ecopy.errors import MessageConversionError
+
+Converter = Callable[[Any], Any]
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def describe_type(target: Any) -> str:
+    if isinstance(target, type):
+        return target.__qualname__
+    return repr(target).replace("typing.", "")
+
+
+def _strip_annotated(target: Any) -> Any:
+    while typing.get_origin(target) is typing.Annotated:
+        target = typing.get_args(target)[0]
+    return target
+
+
+def _accepts_none(target: Any) -> bool:
+    origin = typing.get_origin(target)
+    if origin is typing.Union or origin is types.UnionType:
+        return type(None) in typing.get_args(target)
+    return target is type(None) or target is None
+
+
+class PayloadConversion:
+    """Builds converters, sharing one pydantic ``TypeAdapter`` per target type."""
+
+    def __init__(self) -> None:
+        self._adapters: dict[Any, TypeAdapter[Any] | Exception] = {}
+
+    def adapter(self, target: Any) -> TypeAdapter[Any]:
+        adapter = self._adapters.get(target)
+        if adapter is None:
+            try:
+                adapter = TypeAdapter(target)
+            except Exception as error:  # pydantic cannot describe this type
+                adapter = error
+            self._adapters[target] = adapter
+        if isinstance(adapter, Exception):
+            raise adapter
+        return adapter
+
+    def converter(self, target: Any, *, handler: str) -> Converter:
+        """A function turning a payload into ``target`` for ``handler``.
+
+        Instances of ``target`` pass through; dicts and other Python values are validated
+        with pydantic; ``str``/``bytes`` are parsed as JSON unless ``target`` is textual.
+        """
+        target = _strip_annotated(target)
+        if target is Any or target is object or target is None:
+            return _identity
+        exact = target if isinstance(target, type) else None
+        textual = exact in (str, bytes, bytearray)
+        expected = describe_type(target)
+        nullable = _accepts_none(target)
+
+        def convert(value: Any) -> Any:
+            if exact is not None and isinstance(value, exact):
+                return value
+            if value is None and nullable:
+                return None
+            try:
+                adapter = self.adapter(target)
+                if isinstance(value, (str, bytes, bytearray)) and not textual:
+                    return adapter.validate_json(value)
+                return adapter.validate_python(value)
+            except ValidationError as error:
+                raise MessageConversionError(
+                    handler=handler,
+                    expected=expected,
+                    payload_type=type(value).__qualname__,
+                    problems=_validation_problems(error),
+                ) from error
+            except Exception as error:
+                raise MessageConversionError(
+                    handler=handler,
+                    expected=expected,
+                    payload_type=type(value).__qualname__,
+                    problems=[f"{type(error).__name__}: {error}"],
+                ) from error
+
+        return convert
+
+
+def _validation_problems(error: ValidationError) -> list[str]:
+    problems = []
+    for detail in error.errors(include_url=False):
+        location = ".".join(str(part) for part in detail.get("loc", ())) or "payload"
+        problems.append(f"field {location!r}: {detail.get('msg', 'invalid')}")
+    return problems

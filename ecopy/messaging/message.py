@@ -1,0 +1,153 @@
+"""The message: an immutable payload with headers, and the standard header keys."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+ID: Final = "id"
+CORRELATION_ID: Final = "correlation_id"
+PARENT_ID: Final = "parent_id"
+TIMESTAMP: Final = "timestamp"
+
+#: Headers that ecopy manages itself: they are never copied from a handled message to the
+#: messages its handler sends. Besides the standard keys, every key under these prefixes is
+#: framework-internal.
+STANDARD_HEADERS: Final = frozenset({ID, CORRELATION_ID, PARENT_ID, TIMESTAMP})
+INTERNAL_HEADER_PREFIXES: Final = ("ecopy.", "aggregate.")
+
+
+def is_internal_header(key: str) -> bool:
+    """True for headers that belong to the framework rather than to the user."""
+    return key in STANDARD_HEADERS or key.startswith(INTERNAL_HEADER_PREFIXES)
+
+
+# Message ids are random version-4 UUIDs. They need uniqueness, not secrecy, so they come
+# from a PRNG seeded by the OS (reseeded in forked children) instead of os.urandom per id:
+# uuid.uuid4() alone was more than half the cost of a command dispatch.
+_random = random.Random(os.urandom(32))
+_bits = _random.getrandbits
+_VERSION_MASK = ~((0xF000 << 64) | (0xC000 << 48))
+_VERSION_BITS = (0x4000 << 64) | (0x8000 << 48)
+
+
+def _reseed() -> None:
+    _random.seed(os.urandom(32))
+
+
+os.register_at_fork(after_in_child=_reseed)
+
+
+def new_message_id() -> str:
+    """A new random UUID (version 4) as a string."""
+    h = "%032x" % (_bits(128) & _VERSION_MASK | _VERSION_BITS)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+class Message:
+    """An immutable payload with headers.
+
+    ``Message(payload, headers)`` fills in the standard headers that are missing: a new
+    ``id``, ``correlation_id`` equal to the id, and the current ``timestamp``.
+
+    >>> m = Message({"order_id": "o-1"}, {"tenant": "acme"})
+    >>> m.correlation_id == m.id
+    True
+    """
+
+    __slots__ = ("_headers", "_payload")
+
+    _payload: Any
+    _headers: Mapping[str, Any]
+
+    def __init__(self, payload: Any, headers: Mapping[str, Any] | None = None) -> None:
+        complete = dict(headers) if headers else {}
+        if ID not in complete:
+            complete[ID] = new_message_id()
+        if CORRELATION_ID not in complete:
+            complete[CORRELATION_ID] = complete[ID]
+        if TIMESTAMP not in complete:
+            complete[TIMESTAMP] = time.time()
+        object.__setattr__(self, "_payload", payload)
+        object.__setattr__(self, "_headers", complete)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Message is immutable; use with_payload() or with_headers()")
+
+    @property
+    def payload(self) -> Any:
+        return self._payload
+
+    @property
+    def headers(self) -> Mapping[str, Any]:
+        # The dict is private to this message; hand out a copy so it stays immutable.
+        return dict(self._headers)
+
+    def header(self, key: str, default: Any = None) -> Any:
+        return self._headers.get(key, default)
+
+    @property
+    def id(self) -> str:
+        return str(self._headers[ID])
+
+    @property
+    def correlation_id(self) -> str:
+        return str(self._headers[CORRELATION_ID])
+
+    @property
+    def parent_id(self) -> str | None:
+        parent = self._headers.get(PARENT_ID)
+        return None if parent is None else str(parent)
+
+    @property
+    def timestamp(self) -> float:
+        return float(self._headers[TIMESTAMP])
+
+    def user_headers(self) -> dict[str, Any]:
+        """The headers that are not framework-internal."""
+        return {k: v for k, v in self._headers.items() if not is_internal_header(k)}
+
+    def with_payload(self, payload: Any) -> Message:
+        """The same message (same id and headers) carrying another payload."""
+        return _unchecked(payload, self._headers)
+
+    def with_headers(self, headers: Mapping[str, Any]) -> Message:
+        """The same message with ``headers`` merged over its own (the id is kept unless given)."""
+        merged = dict(self._headers)
+        merged.update(headers)
+        return _unchecked(self._payload, merged)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return self._payload == other._payload and self._headers == other._headers
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Message(payload={self._payload!r}, headers={dict(self._headers)!r})"
+
+
+def build_message(payload: Any, headers: dict[str, Any]) -> Message:
+    """Like ``Message(payload, headers)``, taking ownership of ``headers`` (no copy)."""
+    if ID not in headers:
+        headers[ID] = new_message_id()
+    if CORRELATION_ID not in headers:
+        headers[CORRELATION_ID] = headers[ID]
+    if TIMESTAMP not in headers:
+        headers[TIMESTAMP] = time.time()
+    message = Message.__new__(Message)
+    object.__setattr__(message, "_payload", payload)
+    object.__setattr__(message, "_headers", headers)
+    return message
+
+
+def _unchecked(payload: Any, headers: Mapping[str, Any]) -> Message:
+    """Build a message from headers known to be complete, without copying twice."""
+    message = Message.__new__(Message)
+    object.__setattr__(message, "_payload", payload)
+    object.__setattr__(message, "_headers", dict(headers))
+    return message

@@ -1,0 +1,1 @@
+"""Buses, routing and handler declarations: the modelling layer on top of messaging."""

@@ -1,0 +1,108 @@
+"""The buses: gateways that turn a call into a message and dispatch it.
+
+``CommandBus`` and ``QueryBus`` route to exactly one endpoint and return its result;
+``EventBus`` routes to every subscribed endpoint. Interceptors whose pointcut selects a bus
+class wrap the whole dispatch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from ecopy.messaging.context import outgoing_headers
+from ecopy.messaging.endpoint import Invoker
+from ecopy.messaging.message import Message, build_message
+from ecopy.modelling.routing import EventRouter, PointToPointRouter
+
+ROUTING_KEY: Final = "ecopy.routing_key"
+
+
+def _not_ready(message: Message) -> Any:
+    raise RuntimeError("the bus is used before bootstrap finished wiring it")
+
+
+class CommandBus:
+    """Sends a command to its handler and returns the handler's result.
+
+    >>> app.command_bus.send(PlaceOrder("o-1"))  # doctest: +SKIP
+    """
+
+    __slots__ = ("_dispatch",)
+
+    def __init__(self) -> None:
+        self._dispatch: Invoker = _not_ready
+
+    def send(self, command: Any, headers: Mapping[str, Any] | None = None) -> Any:
+        return self._dispatch(build_message(command, outgoing_headers(headers)))
+
+    def send_with_routing(
+        self, routing_key: str, payload: Any = None, headers: Mapping[str, Any] | None = None
+    ) -> Any:
+        routed = outgoing_headers(headers)
+        routed[ROUTING_KEY] = routing_key
+        return self._dispatch(build_message(payload, routed))
+
+
+class QueryBus:
+    """Sends a query to its handler and returns the answer."""
+
+    __slots__ = ("_dispatch",)
+
+    def __init__(self) -> None:
+        self._dispatch: Invoker = _not_ready
+
+    def send(self, query: Any, headers: Mapping[str, Any] | None = None) -> Any:
+        return self._dispatch(build_message(query, outgoing_headers(headers)))
+
+    def send_with_routing(
+        self, routing_key: str, payload: Any = None, headers: Mapping[str, Any] | None = None
+    ) -> Any:
+        routed = outgoing_headers(headers)
+        routed[ROUTING_KEY] = routing_key
+        return self._dispatch(build_message(payload, routed))
+
+
+class EventBus:
+    """Publishes an event to every handler subscribed to it (none is fine)."""
+
+    __slots__ = ("_dispatch",)
+
+    def __init__(self) -> None:
+        self._dispatch: Invoker = _not_ready
+
+    def publish(self, event: Any, headers: Mapping[str, Any] | None = None) -> None:
+        self._dispatch(build_message(event, outgoing_headers(headers)))
+
+    def publish_with_routing(
+        self, routing_key: str, payload: Any = None, headers: Mapping[str, Any] | None = None
+    ) -> None:
+        routed = outgoing_headers(headers)
+        routed[ROUTING_KEY] = routing_key
+        self._dispatch(build_message(payload, routed))
+
+
+def point_to_point_dispatch(router: PointToPointRouter) -> Invoker:
+    for_payload = router.for_payload
+    for_key = router.for_key
+
+    def dispatch(message: Message) -> Any:
+        key = message._headers.get(ROUTING_KEY)
+        if key is None:
+            return for_payload(message._payload).handle(message)
+        return for_key(key).handle(message)
+
+    return dispatch
+
+
+def event_dispatch(router: EventRouter) -> Invoker:
+    for_payload = router.for_payload
+    for_key = router.for_key
+
+    def dispatch(message: Message) -> None:
+        key = message._headers.get(ROUTING_KEY)
+        endpoints = for_payload(message._payload) if key is None else for_key(key)
+        for endpoint in endpoints:
+            endpoint.handle(message)
+
+    return dispatch

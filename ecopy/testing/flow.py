@@ -1,0 +1,165 @@
+"""Flow testing: the real messaging system, with the messages it carries recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ecopy.config.bootstrap import bootstrap
+from ecopy.config.configuration import ServiceConfiguration
+from ecopy.config.system import MessagingSystem
+from ecopy.messaging.interceptor import before
+from ecopy.messaging.message import Message
+from ecopy.modelling.buses import CommandBus, EventBus, QueryBus
+
+# Innermost of the bus interceptors: records the message as it is finally dispatched.
+_RECORDING_PRECEDENCE = 2**31
+
+
+class MessageRecorder:
+    """Records what goes through the command and event buses."""
+
+    def __init__(self) -> None:
+        self.commands: list[Message] = []
+        self.events: list[Message] = []
+        self.queries: list[Message] = []
+
+    @before(pointcut=CommandBus, precedence=_RECORDING_PRECEDENCE)
+    def record_command(self, message: Message) -> None:
+        self.commands.append(message)
+
+    @before(pointcut=EventBus, precedence=_RECORDING_PRECEDENCE)
+    def record_event(self, message: Message) -> None:
+        self.events.append(message)
+
+    @before(pointcut=QueryBus, precedence=_RECORDING_PRECEDENCE)
+    def record_query(self, message: Message) -> None:
+        self.queries.append(message)
+
+    def discard(self) -> None:
+        self.commands.clear()
+        self.events.clear()
+        self.queries.clear()
+
+
+class FlowTestSupport:
+    """Drive an application through its buses and observe what happened.
+
+    Methods that send return the support object, so calls chain::
+
+        flow.send_command(PlaceOrder("o-1")).publish_event(PaymentReceived("o-1"))
+    """
+
+    def __init__(self, system: MessagingSystem, recorder: MessageRecorder) -> None:
+        self.system = system
+        self._recorder = recorder
+
+    @property
+    def command_bus(self) -> CommandBus:
+        return self.system.command_bus
+
+    @property
+    def event_bus(self) -> EventBus:
+        return self.system.event_bus
+
+    @property
+    def query_bus(self) -> QueryBus:
+        return self.system.query_bus
+
+    # -- acting -----------------------------------------------------------------------
+
+    def send_command(
+        self, command: Any, headers: Mapping[str, Any] | None = None
+    ) -> FlowTestSupport:
+        self.system.command_bus.send(command, headers)
+        return self
+
+    def send_command_with_routing(
+        self, routing_key: str, payload: Any = None, headers: Mapping[str, Any] | None = None
+    ) -> FlowTestSupport:
+        self.system.command_bus.send_with_routing(routing_key, payload, headers)
+        return self
+
+    def publish_event(
+        self, event: Any, headers: Mapping[str, Any] | None = None
+    ) -> FlowTestSupport:
+        self.system.event_bus.publish(event, headers)
+        return self
+
+    def publish_event_with_routing(
+        self, routing_key: str, payload: Any = None, headers: Mapping[str, Any] | None = None
+    ) -> FlowTestSupport:
+        self.system.event_bus.publish_with_routing(routing_key, payload, headers)
+        return self
+
+    def send_query(self, query: Any, headers: Mapping[str, Any] | None = None) -> Any:
+        return self.system.query_bus.send(query, headers)
+
+    def send_query_with_routing(
+        self, routing_key: str, payload: Any = None, headers: Mapping[str, Any] | None = None
+    ) -> Any:
+        return self.system.query_bus.send_with_routing(routing_key, payload, headers)
+
+    def run(self, name: str, *, handled_message_limit: int | None = None) -> FlowTestSupport:
+        """Process what is queued for the consumer ``name``, then return."""
+        self.system.run(
+            name, handled_message_limit=handled_message_limit, finish_when_no_messages=True
+        )
+        return self
+
+    # -- observing --------------------------------------------------------------------
+
+    def get_recorded_events(self) -> list[Any]:
+        """Payloads of the events published since the last discard."""
+        return [m.payload for m in self._recorder.events]
+
+    def get_recorded_event_headers(self) -> list[dict[str, Any]]:
+        return [dict(m.headers) for m in self._recorder.events]
+
+    def get_recorded_event_messages(self) -> list[Message]:
+        return list(self._recorder.events)
+
+    def get_recorded_commands(self) -> list[Any]:
+        """Payloads of the commands sent since the last discard."""
+        return [m.payload for m in self._recorder.commands]
+
+    def get_recorded_command_headers(self) -> list[dict[str, Any]]:
+        return [dict(m.headers) for m in self._recorder.commands]
+
+    def get_recorded_queries(self) -> list[Any]:
+        return [m.payload for m in self._recorder.queries]
+
+    def discard_recorded_messages(self) -> FlowTestSupport:
+        self._recorder.discard()
+        return self
+
+
+def bootstrap_flow_testing(
+    *,
+    classes: Iterable[Any] = (),
+    scan: Iterable[str] = (),
+    services: Iterable[object] | Mapping[str, object] = (),
+    config: ServiceConfiguration | None = None,
+) -> FlowTestSupport:
+    """Bootstrap the application for a flow test: the real routing, interceptors and
+    conversion, with every command, event and query recorded.
+
+    >>> flow = bootstrap_flow_testing(classes=[OrderService])  # doctest: +SKIP
+    >>> flow.send_command(PlaceOrder("o-1")).get_recorded_events()  # doctest: +SKIP
+    [OrderPlaced(order_id='o-1')]
+    """
+    recorder = MessageRecorder()
+    if isinstance(services, Mapping):
+        all_services: Any = {**services, "ecopy.flow_recorder": recorder}
+    else:
+        all_services = [*services, recorder]
+    system = bootstrap(
+        classes=[*classes, MessageRecorder],
+        scan=scan,
+        services=all_services,
+        config=config,
+    )
+    return FlowTestSupport(system, recorder)
+
+
+__all__ = ["FlowTestSupport", "bootstrap_flow_testing"]
