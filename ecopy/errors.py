@@ -69,3 +69,27 @@ class MissingHeader(EcopyError):
             f"Handler {handler} needs header {header!r}, but message {message_id} does not "
             f"carry it. Send the header, or give the parameter a default value."
         )
+
+
+class AggregateNotFound(EcopyError):
+    """An action was sent to an aggregate (or saga) that does not exist."""
+
+    def __init__(self, *, aggregate: str, identifier: object, handler: str) -> None:
+        self.aggregate = aggregate
+        self.identifier = identifier
+        super().__init__(
+            f"{aggregate} with identifier {identifier!r} was not found for handler {handler}. "
+            f"Create it first, or declare the handler with drop_message_on_not_found=True."
+        )
+
+
+class IdentifierNotFound(EcopyError):
+    """A message does not say which aggregate (or saga) it is for."""
+
+
+class ConcurrencyError(EcopyError):
+    """A save was based on a stale version of an aggregate; nothing was changed."""
+
+
+class AggregateDefinitionError(EcopyError):
+    """An aggregate handler returned something the framework cannot use."""

@@ -1,0 +1,1 @@
+"""The ``ecopy`` command line: ``ecopy --app module:attribute list | graph``."""

@@ -19,9 +19,23 @@ from ecopy.messaging.channel import DirectChannel, InMemoryQueue, MessageChannel
 from ecopy.messaging.consumer import PollingConsumer
 from ecopy.messaging.conversion import PayloadConversion
 from ecopy.messaging.declaration import HandlerDeclaration, class_markers
-from ecopy.messaging.endpoint import RANK_SERVICE, Endpoint, EndpointInfo, Invoker
+from ecopy.messaging.endpoint import (
+    RANK_AGGREGATE,
+    RANK_SAGA,
+    RANK_SERVICE,
+    Endpoint,
+    EndpointInfo,
+    Invoker,
+)
 from ecopy.messaging.interceptor import CompiledInterceptor, compile_chain
 from ecopy.messaging.naming import TypeRegistry, declared_name, type_name
+from ecopy.modelling.aggregate import AggregateDefinition
+from ecopy.modelling.aggregate_handling import (
+    AggregateHandler,
+    AggregateStore,
+    compile_aggregate_invoker,
+    target_version_getter,
+)
 from ecopy.modelling.buses import (
     CommandBus,
     EventBus,
@@ -29,6 +43,14 @@ from ecopy.modelling.buses import (
     event_dispatch,
     point_to_point_dispatch,
 )
+from ecopy.modelling.event_store import (
+    EventStore,
+    InMemoryEventStore,
+    InMemorySnapshotStore,
+    SnapshotStore,
+)
+from ecopy.modelling.identifier import compile_identifier_resolver
+from ecopy.modelling.repository import InMemoryRepository, Repository
 from ecopy.modelling.routing import EventRouter, PointToPointRouter
 
 
@@ -67,6 +89,20 @@ class HandlerDefinition:
     target: Any
     payload_types: tuple[type[Any], ...]
     payload_mode: PayloadMode
+    aggregate: AggregateDefinition | None = None
+    factory: HandlerDefinition | None = None
+
+    @property
+    def is_factory(self) -> bool:
+        return self.member.binding in ("class", "static")
+
+    def route(self) -> tuple[Any, ...]:
+        key = self.declaration.routing_key
+        return (
+            (self.declaration.kind, key)
+            if key is not None
+            else (self.declaration.kind, *self.payload_types)
+        )
 
 
 class SystemBuilder:
@@ -89,6 +125,14 @@ class SystemBuilder:
         self.channels: dict[str, MessageChannel] = {}
         self.queues: dict[str, InMemoryQueue] = {}
         self.interceptors: list[InterceptorSource] = []
+        self.aggregate_definitions: dict[type[Any], AggregateDefinition | None] = {}
+        self.aggregates = AggregateStore(
+            self.event_bus,
+            [*self.container.implementations(Repository), InMemoryRepository()],
+            self.container.implementation(EventStore) or InMemoryEventStore(),
+            self.container.implementation(SnapshotStore) or InMemorySnapshotStore(),
+        )
+        self.container.add(self.aggregates)
 
     # -- collecting -------------------------------------------------------------------
 
@@ -111,6 +155,7 @@ class SystemBuilder:
             channels=self.channels,
             consumers=self._consumers(endpoints),
             names=self.names,
+            aggregates=self.aggregates,
         )
         self.container.add(system)
         if self.problems:
@@ -132,6 +177,16 @@ class SystemBuilder:
                 else:
                     members.append(member)
         return members
+
+    def _aggregate(self, owner: type[Any] | None) -> AggregateDefinition | None:
+        if owner is None:
+            return None
+        if owner not in self.aggregate_definitions:
+            definition = AggregateDefinition.of(owner, self.problems)
+            self.aggregate_definitions[owner] = definition
+            if definition is not None:
+                self.aggregates.definitions[owner] = definition
+        return self.aggregate_definitions[owner]
 
     def _bound(self, member: DeclaredMember) -> Any:
         """The callable to invoke: bound to its instance or class, or the plain function."""
@@ -196,12 +251,31 @@ class SystemBuilder:
                     continue
                 seen_ids[endpoint_id] = member.name
                 definitions.append(definition)
-        return definitions
+        return self._pair_factories(definitions)
+
+    @staticmethod
+    def _pair_factories(definitions: list[HandlerDefinition]) -> list[HandlerDefinition]:
+        """An aggregate's factory and action for the same message become one endpoint: the
+        action runs when the aggregate exists, the factory otherwise."""
+        groups: dict[tuple[Any, ...], list[HandlerDefinition]] = {}
+        for definition in definitions:
+            if definition.aggregate is not None:
+                key = (definition.aggregate.cls, *definition.route())
+                groups.setdefault(key, []).append(definition)
+        merged: set[int] = set()
+        for group in groups.values():
+            factories = [d for d in group if d.is_factory]
+            actions = [d for d in group if not d.is_factory]
+            if len(factories) == 1 and len(actions) == 1:
+                actions[0].factory = factories[0]
+                merged.add(id(factories[0]))
+        return [d for d in definitions if id(d) not in merged]
 
     def _definition(
         self, member: DeclaredMember, declaration: HandlerDeclaration
     ) -> HandlerDefinition | None:
-        target = self._bound(member)
+        aggregate = self._aggregate(member.owner)
+        target = member.function if aggregate is not None else self._bound(member)
         if target is None:
             return None
         name = member.name
@@ -243,12 +317,16 @@ class SystemBuilder:
             input_channel=declaration.input_channel or endpoint_id,
             output_channel=declaration.output_channel,
             priority=int(member.declarations.modifiers.get("priority", 0)),
-            rank=RANK_SERVICE,
+            rank=RANK_SERVICE
+            if aggregate is None
+            else (RANK_SAGA if aggregate.kind == "saga" else RANK_AGGREGATE),
             markers=tuple(member.declarations.markers)
             + (tuple(class_markers(member.owner)) if member.owner else ()),
             options=declaration.options,
         )
-        return HandlerDefinition(member, declaration, info, target, payload_types, payload_mode)
+        return HandlerDefinition(
+            member, declaration, info, target, payload_types, payload_mode, aggregate
+        )
 
     def _compile(self, definitions: list[HandlerDefinition]) -> list[Endpoint]:
         # Input channels of internal handlers exist before any endpoint refers to them.
@@ -268,15 +346,24 @@ class SystemBuilder:
 
     def _endpoint(self, definition: HandlerDefinition) -> Endpoint | None:
         info = definition.info
-        parameters = parameters_of(
-            definition.member.function,
-            skip_first=definition.member.binding in ("instance", "class"),
-        )
-        resolvers, _, problems = self.binder.bind(
-            parameters, handler=info.handler, payload=definition.payload_mode
-        )
-        self.problems.extend(problems)
-        core: Invoker = compile_call(definition.target, resolvers)
+        core: Invoker
+        if definition.aggregate is not None:
+            factory = definition if definition.is_factory else definition.factory
+            core = compile_aggregate_invoker(
+                self.aggregates,
+                None if definition.is_factory else self._aggregate_handler(definition),
+                self._aggregate_handler(factory) if factory is not None else None,
+            )
+        else:
+            parameters = parameters_of(
+                definition.member.function,
+                skip_first=definition.member.binding in ("instance", "class"),
+            )
+            resolvers, _, problems = self.binder.bind(
+                parameters, handler=info.handler, payload=definition.payload_mode
+            )
+            self.problems.extend(problems)
+            core = compile_call(definition.target, resolvers)
         chain = compile_chain(core, info, self._interceptors_for(info))
         output = None
         if info.output_channel is not None:
@@ -288,6 +375,53 @@ class SystemBuilder:
                     f"@internal_handler({info.output_channel!r}) or a channel with that name"
                 )
         return Endpoint(info, chain, output)
+
+    def _aggregate_handler(self, definition: HandlerDefinition) -> AggregateHandler:
+        aggregate = definition.aggregate
+        assert aggregate is not None
+        member = definition.member
+        parameters = parameters_of(
+            member.function, skip_first=member.binding in ("instance", "class")
+        )
+        resolvers, payload_type, problems = self.binder.bind(
+            parameters, handler=definition.info.handler, payload=definition.payload_mode
+        )
+        self.problems.extend(problems)
+        function = member.function
+        arguments = tuple(resolvers)
+        call: Any
+        if member.binding == "instance":
+            call = lambda instance, message: function(  # noqa: E731
+                instance, *[resolve(message) for resolve in arguments]
+            )
+        elif member.binding == "class":
+            owner = aggregate.cls
+            call = lambda instance, message: function(  # noqa: E731
+                owner, *[resolve(message) for resolve in arguments]
+            )
+        else:
+            call = lambda instance, message: function(  # noqa: E731
+                *[resolve(message) for resolve in arguments]
+            )
+        options = definition.declaration.options
+        try:
+            identifier, source = compile_identifier_resolver(
+                aggregate.identifiers, options, payload_type
+            )
+        except ValueError as error:
+            self.problems.append(f"handler {definition.info.handler}: {error}")
+            identifier, source = (lambda message: None), "nothing"
+        return AggregateHandler(
+            definition=aggregate,
+            handler=definition.info.handler,
+            call=call,
+            is_factory=definition.is_factory,
+            saves=definition.declaration.kind != "query",
+            drop_on_not_found=bool(options.get("drop_message_on_not_found", False)),
+            identifier=identifier,
+            identifier_source=source,
+            target_version=target_version_getter(payload_type),
+        )
 
     def _interceptors_for(self, info: EndpointInfo) -> list[CompiledInterceptor]:
         return [

@@ -58,6 +58,14 @@ class Container:
             self._by_type_cache[annotation] = cached
         return cached
 
+    def implementations(self, port: type[Any]) -> list[Any]:
+        """Registered services that implement ``port`` (a runtime-checkable protocol)."""
+        return [instance for instance in self._instances if isinstance(instance, port)]
+
+    def implementation(self, port: type[Any]) -> Any:
+        found = self.implementations(port)
+        return found[0] if found else None
+
     def instance_of(self, cls: type[Any], problems: list[str]) -> Any:
         """The registered instance of ``cls``, or a new one whose constructor parameters are
         services (registered for later use); ``None`` with a problem when neither works."""

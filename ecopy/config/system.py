@@ -14,6 +14,7 @@ from ecopy.messaging.channel import MessageChannel
 from ecopy.messaging.consumer import ConsumerLimits, PollingConsumer
 from ecopy.messaging.endpoint import Endpoint, EndpointInfo
 from ecopy.messaging.naming import TypeRegistry
+from ecopy.modelling.aggregate_handling import AggregateStore
 from ecopy.modelling.buses import CommandBus, EventBus, QueryBus
 
 
@@ -41,6 +42,7 @@ class MessagingSystem:
         channels: Mapping[str, MessageChannel],
         consumers: Mapping[str, PollingConsumer],
         names: TypeRegistry,
+        aggregates: AggregateStore,
     ) -> None:
         self.config = config
         self.command_bus = command_bus
@@ -50,6 +52,7 @@ class MessagingSystem:
         self._channels = dict(channels)
         self._consumers = dict(consumers)
         self.names = names
+        self.aggregates = aggregates
 
     @property
     def service_name(self) -> str:

@@ -8,9 +8,11 @@ from typing import Any
 from ecopy.config.bootstrap import bootstrap
 from ecopy.config.configuration import ServiceConfiguration
 from ecopy.config.system import MessagingSystem
+from ecopy.errors import AggregateNotFound
 from ecopy.messaging.interceptor import before
 from ecopy.messaging.message import Message
 from ecopy.modelling.buses import CommandBus, EventBus, QueryBus
+from ecopy.modelling.identifier import as_identifier
 
 # Innermost of the bus interceptors: records the message as it is finally dispatched.
 _RECORDING_PRECEDENCE = 2**31
@@ -131,6 +133,56 @@ class FlowTestSupport:
 
     def discard_recorded_messages(self) -> FlowTestSupport:
         self._recorder.discard()
+        return self
+
+    # -- aggregates and sagas -----------------------------------------------------------
+
+    def get_aggregate(self, aggregate_class: type[Any], identifier: Any) -> Any:
+        """The current state of an aggregate; raises ``AggregateNotFound`` when missing."""
+        found = self.system.aggregates.find(aggregate_class, identifier)
+        if found is None:
+            raise AggregateNotFound(
+                aggregate=aggregate_class.__qualname__,
+                identifier=identifier,
+                handler="FlowTestSupport.get_aggregate",
+            )
+        return found
+
+    def get_saga(self, saga_class: type[Any], identifier: Any) -> Any:
+        """The current state of a saga; raises ``AggregateNotFound`` when missing."""
+        return self.get_aggregate(saga_class, identifier)
+
+    def with_events_for(
+        self, aggregate_class: type[Any], identifier: Any, events: list[Any]
+    ) -> FlowTestSupport:
+        """Give an event-sourced aggregate a history. The events are stored, not published,
+        and not recorded."""
+        store = self.system.aggregates
+        definition = store.definition(aggregate_class)
+        if not definition.event_sourced:
+            raise TypeError(
+                f"{definition.name} is not event-sourced; use with_state_for(instance) instead"
+            )
+        key = as_identifier(definition.identifiers, identifier)
+        loaded = store.load(definition, key)
+        instance = loaded.aggregate if loaded else definition.blank()
+        for event in events:
+            definition.apply(instance, event)
+        version = loaded.version if loaded else 0
+        store.save_events(definition, key, instance, version, list(events), publish=False)
+        return self
+
+    def with_state_for(self, aggregate: Any) -> FlowTestSupport:
+        """Store a state-stored aggregate or saga instance as it is (nothing is published)."""
+        store = self.system.aggregates
+        definition = store.definition(type(aggregate))
+        identifier = definition.identifier_of(aggregate)
+        if identifier is None:
+            raise ValueError(f"the given {definition.name} has no identifier set")
+        loaded = store.load(definition, identifier)
+        version = loaded.version if loaded else 0
+        definition.set_version(aggregate, version + 1)
+        store.repository(definition.cls).save(definition.cls, identifier, aggregate, version)
         return self
 
 

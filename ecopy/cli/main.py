@@ -1,0 +1,85 @@
+"""The ``ecopy`` command line.
+
+    ecopy --app shop.app:system list
+    ECOPY_APP=shop.app:create_system ecopy graph --format mermaid
+
+The application is loaded only by the commands that need it, so ``--help`` always works.
+Exit status: 0 on success, 2 for usage errors, 1 when the application cannot be loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import click
+
+from ecopy.cli.app_loading import APP_ENVVAR, APP_FORMAT, load_system
+from ecopy.cli.graph import render_mermaid, render_text, routing_graph
+from ecopy.cli.listing import print_listing
+from ecopy.config.system import MessagingSystem
+
+
+@dataclass
+class ApplicationReference:
+    """The ``--app`` value given to the group, resolved lazily by each command."""
+
+    reference: str | None
+
+    def load(self) -> MessagingSystem:
+        if not self.reference:
+            raise click.UsageError(
+                f"No application given: pass --app {APP_FORMAT} (e.g. --app shop.app:system) "
+                f"or set the {APP_ENVVAR} environment variable."
+            )
+        return load_system(self.reference)
+
+
+pass_application = click.make_pass_decorator(ApplicationReference)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--app",
+    "app",
+    metavar=APP_FORMAT.upper(),
+    envvar=APP_ENVVAR,
+    show_envvar=True,
+    help="The application: a MessagingSystem or a zero-argument factory returning one.",
+)
+@click.version_option(package_name="ecopy", prog_name="ecopy")
+@click.pass_context
+def cli(context: click.Context, app: str | None) -> None:
+    """Inspect and run an ecopy application."""
+    context.obj = ApplicationReference(app)
+
+
+@cli.command("list")
+@pass_application
+def list_command(application: ApplicationReference) -> None:
+    """List the endpoints (handlers) and the consumers of the application."""
+    print_listing(application.load())
+
+
+@cli.command("graph")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "mermaid"]),
+    default="text",
+    show_default=True,
+    help="An indented text tree, or a Mermaid flowchart to paste into docs.",
+)
+@pass_application
+def graph_command(application: ApplicationReference, output_format: str) -> None:
+    """Show the routing graph: buses → routes → endpoints → channels."""
+    graph = routing_graph(application.load())
+    click.echo(render_mermaid(graph) if output_format == "mermaid" else render_text(graph))
+
+
+def main() -> None:
+    """Entry point of the ``ecopy`` script."""
+    cli(prog_name="ecopy")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""The event store port and its in-memory implementation.
+
+Events live in streams, one per aggregate type; each aggregate's events are numbered from 1
+(its version), and every event gets a global position across the store. Appending with an
+expected version that is not the current one raises :class:`~ecopy.errors.ConcurrencyError`
+and stores nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from ecopy.errors import ConcurrencyError
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append, with its metadata (the headers it is published with)."""
+
+    payload: Any
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    stream: str
+    aggregate_id: str
+    version: int
+    position: int
+    payload: Any
+    metadata: Mapping[str, Any]
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    def append(
+        self, stream: str, aggregate_id: str, expected_version: int, events: Sequence[NewEvent]
+    ) -> list[StoredEvent]:
+        """Append after ``expected_version`` (0 for a new aggregate), atomically."""
+
+    def load(self, stream: str, aggregate_id: str, from_version: int = 1) -> list[StoredEvent]:
+        """The aggregate's events with version ≥ ``from_version``, in order."""
+
+    def aggregate_ids(self, stream: str) -> list[str]:
+        """The aggregates that have events in ``stream``, in order of their first event."""
+
+    def streams(self) -> list[str]: ...
+
+    def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        """Events of every stream with a global position above ``after_position``."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: int
+    state: Any
+
+
+@runtime_checkable
+class SnapshotStore(Protocol):
+    def save(self, stream: str, aggregate_id: str, version: int, state: Any) -> None: ...
+
+    def load(self, stream: str, aggregate_id: str) -> Snapshot | None: ...
+
+
+class InMemoryEventStore:
+    """An event store in memory. Thread-safe; the append check-and-write is atomic."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: list[StoredEvent] = []
+        self._by_aggregate: dict[tuple[str, str], list[StoredEvent]] = {}
+        self._streams: dict[str, list[str]] = {}
+
+    def append(
+        self, stream: str, aggregate_id: str, expected_version: int, events: Sequence[NewEvent]
+    ) -> list[StoredEvent]:
+        with self._lock:
+            key = (stream, aggregate_id)
+            existing = self._by_aggregate.get(key, [])
+            current = existing[-1].version if existing else 0
+            if current != expected_version:
+                raise ConcurrencyError(
+                    f"{stream} {aggregate_id!r} is at version {current}, but the change was "
+                    f"based on version {expected_version}; reload it and try again"
+                )
+            stored = [
+                StoredEvent(
+                    stream=stream,
+                    aggregate_id=aggregate_id,
+                    version=expected_version + offset,
+                    position=len(self._events) + offset,
+                    payload=event.payload,
+                    metadata=dict(event.metadata),
+                )
+                for offset, event in enumerate(events, start=1)
+            ]
+            if not stored:
+                return []
+            self._events.extend(stored)
+            if not existing:
+                self._by_aggregate[key] = existing
+                self._streams.setdefault(stream, []).append(aggregate_id)
+            existing.extend(stored)
+            return stored
+
+    def load(self, stream: str, aggregate_id: str, from_version: int = 1) -> list[StoredEvent]:
+        with self._lock:
+            events = self._by_aggregate.get((stream, aggregate_id), [])
+            return [e for e in events if e.version >= from_version]
+
+    def aggregate_ids(self, stream: str) -> list[str]:
+        with self._lock:
+            return list(self._streams.get(stream, []))
+
+    def streams(self) -> list[str]:
+        with self._lock:
+            return list(self._streams)
+
+    def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        with self._lock:
+            return self._events[after_position : after_position + limit]
+
+
+class InMemorySnapshotStore:
+    """Snapshots in memory, kept as deep copies so later changes cannot leak into them."""
+
+    def __init__(self) -> None:
+        self._snapshots: dict[tuple[str, str], Snapshot] = {}
+
+    def save(self, stream: str, aggregate_id: str, version: int, state: Any) -> None:
+        self._snapshots[(stream, aggregate_id)] = Snapshot(version, copy.deepcopy(state))
+
+    def load(self, stream: str, aggregate_id: str) -> Snapshot | None:
+        snapshot = self._snapshots.get((stream, aggregate_id))
+        if snapshot is None:
+            return None
+        return Snapshot(snapshot.version, copy.deepcopy(snapshot.state))
