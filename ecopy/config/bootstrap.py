@@ -140,8 +140,10 @@ class SystemBuilder:
         targets = list(dict.fromkeys([*classes, *scan(list(packages))]))
         members = self._members(targets)
         for target in targets:
-            if isinstance(target, type) and declared_name(target) is not None:
-                self.problems.extend(self.names.register(target))
+            if isinstance(target, type):
+                if declared_name(target) is not None:
+                    self.problems.extend(self.names.register(target))
+                self._aggregate(target)
         self._configure_extensions(members)
         self._collect_interceptors(members)
         definitions = self._definitions(members)
@@ -287,7 +289,9 @@ class SystemBuilder:
         )
         payload_types: tuple[type[Any], ...] = ()
         if by_class:
-            annotation = parameters[0].annotation if parameters else None
+            annotation = (
+                parameters[0].annotation if parameters and parameters[0].annotated else None
+            )
             payload_types = tuple(
                 a for a in _union_members(annotation) if isinstance(a, type) and a is not object
             )
@@ -314,7 +318,7 @@ class SystemBuilder:
             owner=member.owner,
             function=member.function,
             routes=routes,
-            input_channel=declaration.input_channel or endpoint_id,
+            input_channel=declaration.input_channel or "",
             output_channel=declaration.output_channel,
             priority=int(member.declarations.modifiers.get("priority", 0)),
             rank=RANK_SERVICE

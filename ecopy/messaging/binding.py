@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 
 from ecopy.errors import MissingHeader
 from ecopy.messaging.conversion import PayloadConversion, _accepts_none, _strip_annotated
+from ecopy.messaging.coroutine import run_coroutine
 from ecopy.messaging.message import Message
 from ecopy.messaging.parameter import Header, Headers, Reference
 
@@ -203,7 +204,11 @@ class ArgumentBinder:
 
 
 def compile_call(function: Callable[..., Any], resolvers: Sequence[Resolver]) -> Resolver:
-    """One closure that resolves the arguments from a message and calls ``function``."""
+    """One closure that resolves the arguments from a message and calls ``function``.
+
+    An ``async def`` function is awaited to completion on the thread's event loop."""
+    if inspect.iscoroutinefunction(function):
+        return _awaiting(function, resolvers)
     if not resolvers:
         return lambda message: function()
     first, rest = resolvers[0], resolvers[1:]
@@ -218,3 +223,14 @@ def compile_call(function: Callable[..., Any], resolvers: Sequence[Resolver]) ->
         return lambda message: function(*values)
     everything = tuple(resolvers)
     return lambda message: function(*[resolve(message) for resolve in everything])
+
+
+def _awaiting(function: Callable[..., Any], resolvers: Sequence[Resolver]) -> Resolver:
+    name = getattr(function, "__qualname__", repr(function))
+    everything = tuple(resolvers)
+
+    def call(message: Message) -> Any:
+        coroutine = function(*[resolve(message) for resolve in everything])
+        return run_coroutine(coroutine, name)
+
+    return call

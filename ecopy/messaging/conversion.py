@@ -34,6 +34,13 @@ def _strip_annotated(target: Any) -> Any:
     return target
 
 
+def _union_members(target: Any) -> tuple[Any, ...]:
+    origin = typing.get_origin(target)
+    if origin is typing.Union or origin is types.UnionType:
+        return typing.get_args(target)
+    return (target,)
+
+
 def _accepts_none(target: Any) -> bool:
     origin = typing.get_origin(target)
     if origin is typing.Union or origin is types.UnionType:
@@ -69,7 +76,8 @@ class PayloadConversion:
         if target is Any or target is object or target is None:
             return _identity
         exact = target if isinstance(target, type) else None
-        textual = exact in (str, bytes, bytearray)
+        # Text goes through as text when the target accepts text; otherwise it is JSON.
+        textual = any(member in (str, bytes, bytearray) for member in _union_members(target))
         expected = describe_type(target)
         nullable = _accepts_none(target)
 

@@ -167,7 +167,8 @@ def pointcut_matches(pointcut: Any, info: EndpointInfo) -> bool:
             return True
         return info.owner is not None and issubclass(info.owner, pointcut)
     if callable(pointcut):
-        return bool(pointcut(info))
+        # Predicates select handler endpoints; buses are selected by naming their class.
+        return info.kind != "gateway" and bool(pointcut(info))
     return False
 
 

@@ -22,64 +22,68 @@ def _not_ready(message: Message) -> Any:
     raise RuntimeError("the bus is used before bootstrap finished wiring it")
 
 
-class CommandBus:
+class _Gateway:
+    """Turns calls into messages for a compiled dispatch chain (set by bootstrap)."""
+
+    __slots__ = ("_dispatch",)
+
+    def __init__(self) -> None:
+        self._dispatch: Invoker = _not_ready
+
+    def _send(self, payload: Any, headers: Mapping[str, Any] | None) -> Any:
+        return self._dispatch(build_message(payload, outgoing_headers(headers)))
+
+    def _send_routed(
+        self, routing_key: str, payload: Any, headers: Mapping[str, Any] | None
+    ) -> Any:
+        routed = outgoing_headers(headers)
+        routed[ROUTING_KEY] = routing_key
+        return self._dispatch(build_message(payload, routed))
+
+
+class CommandBus(_Gateway):
     """Sends a command to its handler and returns the handler's result.
 
     >>> app.command_bus.send(PlaceOrder("o-1"))  # doctest: +SKIP
     """
 
-    __slots__ = ("_dispatch",)
-
-    def __init__(self) -> None:
-        self._dispatch: Invoker = _not_ready
+    __slots__ = ()
 
     def send(self, command: Any, headers: Mapping[str, Any] | None = None) -> Any:
-        return self._dispatch(build_message(command, outgoing_headers(headers)))
+        return self._send(command, headers)
 
     def send_with_routing(
         self, routing_key: str, payload: Any = None, headers: Mapping[str, Any] | None = None
     ) -> Any:
-        routed = outgoing_headers(headers)
-        routed[ROUTING_KEY] = routing_key
-        return self._dispatch(build_message(payload, routed))
+        return self._send_routed(routing_key, payload, headers)
 
 
-class QueryBus:
+class QueryBus(_Gateway):
     """Sends a query to its handler and returns the answer."""
 
-    __slots__ = ("_dispatch",)
-
-    def __init__(self) -> None:
-        self._dispatch: Invoker = _not_ready
+    __slots__ = ()
 
     def send(self, query: Any, headers: Mapping[str, Any] | None = None) -> Any:
-        return self._dispatch(build_message(query, outgoing_headers(headers)))
+        return self._send(query, headers)
 
     def send_with_routing(
         self, routing_key: str, payload: Any = None, headers: Mapping[str, Any] | None = None
     ) -> Any:
-        routed = outgoing_headers(headers)
-        routed[ROUTING_KEY] = routing_key
-        return self._dispatch(build_message(payload, routed))
+        return self._send_routed(routing_key, payload, headers)
 
 
-class EventBus:
+class EventBus(_Gateway):
     """Publishes an event to every handler subscribed to it (none is fine)."""
 
-    __slots__ = ("_dispatch",)
-
-    def __init__(self) -> None:
-        self._dispatch: Invoker = _not_ready
+    __slots__ = ()
 
     def publish(self, event: Any, headers: Mapping[str, Any] | None = None) -> None:
-        self._dispatch(build_message(event, outgoing_headers(headers)))
+        self._send(event, headers)
 
     def publish_with_routing(
         self, routing_key: str, payload: Any = None, headers: Mapping[str, Any] | None = None
     ) -> None:
-        routed = outgoing_headers(headers)
-        routed[ROUTING_KEY] = routing_key
-        self._dispatch(build_message(payload, routed))
+        self._send_routed(routing_key, payload, headers)
 
 
 def point_to_point_dispatch(router: PointToPointRouter) -> Invoker:
