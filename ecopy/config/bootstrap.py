@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ecopy.config.asynchronous import (
+    AsynchronousRoute,
+    AsynchronousSettings,
+    CombinedMessageChannel,
+    DeliveryOptions,
+    build_consumers,
+    sending_invoker,
+)
 from ecopy.config.configuration import ServiceConfiguration
 from ecopy.config.container import Container
 from ecopy.config.interceptors import InterceptorSource
@@ -15,10 +23,24 @@ from ecopy.config.scanning import DeclaredMember, declared_function, members_of,
 from ecopy.config.system import MessagingSystem
 from ecopy.errors import ConfigurationError
 from ecopy.messaging.binding import ArgumentBinder, PayloadMode, compile_call, parameters_of
-from ecopy.messaging.channel import DirectChannel, InMemoryQueue, MessageChannel, QueueChannel
-from ecopy.messaging.consumer import PollingConsumer
+from ecopy.messaging.channel import (
+    DirectChannel,
+    MessageChannel,
+    PollableChannel,
+    QueueChannel,
+)
+from ecopy.messaging.clock import Clock, SystemClock
+from ecopy.messaging.collector import collecting
+from ecopy.messaging.consumer import Consumer, PollingMetadata
 from ecopy.messaging.conversion import PayloadConversion
+from ecopy.messaging.dead_letter import DeadLetter, DeadLetterStore, InMemoryDeadLetterStore
 from ecopy.messaging.declaration import HandlerDeclaration, class_markers
+from ecopy.messaging.deduplication import (
+    DeduplicationStore,
+    InMemoryDeduplicationStore,
+    deduplicating,
+    key_function,
+)
 from ecopy.messaging.endpoint import (
     RANK_AGGREGATE,
     RANK_SAGA,
@@ -28,7 +50,15 @@ from ecopy.messaging.endpoint import (
     Invoker,
 )
 from ecopy.messaging.interceptor import CompiledInterceptor, compile_chain
+from ecopy.messaging.message import Message
 from ecopy.messaging.naming import TypeRegistry, declared_name, type_name
+from ecopy.messaging.retry import (
+    ErrorHandlerConfiguration,
+    InstantRetryConfiguration,
+    instantly_retrying,
+)
+from ecopy.messaging.scheduling import ScheduledConsumer
+from ecopy.messaging.serialization import MessageSerializer
 from ecopy.modelling.aggregate import AggregateDefinition
 from ecopy.modelling.aggregate_handling import (
     AggregateHandler,
@@ -68,8 +98,14 @@ def bootstrap(
     handlers live on or need. Every configuration problem is reported in one
     :class:`~ecopy.errors.ConfigurationError`.
     """
-    builder = SystemBuilder(config or ServiceConfiguration(), services)
-    return builder.build(classes, scan)
+    return SystemBuilder(config or ServiceConfiguration(), services).build(classes, scan)
+
+
+def _sender_to(channel: MessageChannel) -> Callable[[Any], None]:
+    def send(payload: Any) -> None:
+        channel.send(Message(payload))
+
+    return send
 
 
 def _union_members(annotation: Any) -> tuple[Any, ...]:
@@ -109,9 +145,16 @@ class SystemBuilder:
     """Collects declarations and problems, then compiles the messaging system."""
 
     def __init__(
-        self, config: ServiceConfiguration, services: Iterable[object] | Mapping[str, object]
+        self,
+        config: ServiceConfiguration,
+        services: Iterable[object] | Mapping[str, object],
+        *,
+        asynchronous_inline: bool = False,
     ) -> None:
+        """``asynchronous_inline=True`` runs ``@asynchronous`` handlers in the caller (flow
+        tests that do not enable asynchronous processing)."""
         self.config = config
+        self.asynchronous_inline = asynchronous_inline
         self.problems: list[str] = []
         self.container = Container(services)
         self.conversion = PayloadConversion()
@@ -122,8 +165,21 @@ class SystemBuilder:
         self.query_bus = QueryBus()
         for bus in (self.command_bus, self.event_bus, self.query_bus):
             self.container.add(bus)
+        self.clock: Clock = self.container.implementation(Clock) or SystemClock()
+        self.container.add(self.clock)
+        self.serializer = MessageSerializer(self.names, self.conversion)
+        self.dead_letters: DeadLetterStore = (
+            self.container.implementation(DeadLetterStore) or InMemoryDeadLetterStore()
+        )
+        self.deduplication: DeduplicationStore = (
+            self.container.implementation(DeduplicationStore) or InMemoryDeduplicationStore()
+        )
+        self.asynchronous = AsynchronousSettings()
+        self.routes: dict[str, AsynchronousRoute] = {}
+        self.internal_on_queue: dict[str, Endpoint] = {}
+        self.scheduled: list[DeclaredMember] = []
         self.channels: dict[str, MessageChannel] = {}
-        self.queues: dict[str, InMemoryQueue] = {}
+        self.queues: dict[str, PollableChannel] = {}
         self.interceptors: list[InterceptorSource] = []
         self.aggregate_definitions: dict[type[Any], AggregateDefinition | None] = {}
         self.aggregates = AggregateStore(
@@ -137,7 +193,7 @@ class SystemBuilder:
     # -- collecting -------------------------------------------------------------------
 
     def build(self, classes: Iterable[Any], packages: Iterable[str]) -> MessagingSystem:
-        targets = list(dict.fromkeys([*classes, *scan(list(packages))]))
+        targets = list(dict.fromkeys([*classes, *scan(list(packages), self.problems)]))
         members = self._members(targets)
         for target in targets:
             if isinstance(target, type):
@@ -148,6 +204,7 @@ class SystemBuilder:
         self._collect_interceptors(members)
         definitions = self._definitions(members)
         endpoints = self._compile(definitions)
+        self.scheduled = [m for m in members if "scheduled" in m.declarations.modifiers]
         system = MessagingSystem(
             config=self.config,
             command_bus=self.command_bus,
@@ -155,9 +212,11 @@ class SystemBuilder:
             query_bus=self.query_bus,
             endpoints=tuple(endpoints),
             channels=self.channels,
-            consumers=self._consumers(endpoints),
+            consumers=self._consumers(),
             names=self.names,
             aggregates=self.aggregates,
+            dead_letter=DeadLetter(self.dead_letters, self.serializer, self._channel_named),
+            clock=self.clock,
         )
         self.container.add(system)
         if self.problems:
@@ -213,9 +272,17 @@ class SystemBuilder:
             if isinstance(extension, QueueChannel):
                 if extension.name in self.channels:
                     self.problems.append(f"channel {extension.name!r} is declared twice")
-                queue = extension.build()
+                queue = extension.build(self.serializer, self.clock)
                 self.queues[extension.name] = queue
                 self.channels[extension.name] = queue
+            elif isinstance(extension, CombinedMessageChannel):
+                self.asynchronous.combined[extension.name] = tuple(extension.channels)
+            elif isinstance(extension, PollingMetadata):
+                self.asynchronous.polling[extension.endpoint_id] = extension
+            elif isinstance(extension, ErrorHandlerConfiguration):
+                self.asynchronous.error_handlers.append(extension)
+            elif isinstance(extension, InstantRetryConfiguration):
+                self.asynchronous.instant_retry = extension
             else:
                 self.problems.append(
                     f"unknown extension object {extension!r}: no ecopy module handles "
@@ -368,7 +435,18 @@ class SystemBuilder:
             )
             self.problems.extend(problems)
             core = compile_call(definition.target, resolvers)
-        chain = compile_chain(core, info, self._interceptors_for(info))
+        modifiers = definition.member.declarations.modifiers
+        if "deduplicated" in modifiers:
+            header, key, tracking_name = modifiers["deduplicated"]
+            core = deduplicating(
+                core,
+                scope=tracking_name or info.endpoint_id,
+                key=key_function(header, key),
+                store=self.deduplication,
+                clock=self.clock,
+                expire_after=self.config.deduplication_expire_after,
+            )
+        interceptors = self._interceptors_for(info)
         output = None
         if info.output_channel is not None:
             output = self.channels.get(info.output_channel)
@@ -378,7 +456,55 @@ class SystemBuilder:
                     f"{info.output_channel!r}, which does not exist; declare an "
                     f"@internal_handler({info.output_channel!r}) or a channel with that name"
                 )
-        return Endpoint(info, chain, output)
+        channels = modifiers.get("asynchronous")
+        if channels is None or self.asynchronous_inline:
+            return Endpoint(info, compile_chain(core, info, interceptors), output)
+        return self._asynchronous(definition, core, interceptors, output, channels)
+
+    def _asynchronous(
+        self,
+        definition: HandlerDefinition,
+        core: Invoker,
+        interceptors: list[CompiledInterceptor],
+        output: MessageChannel | None,
+        channels: tuple[str, ...],
+    ) -> Endpoint:
+        """Split an asynchronous endpoint: presend interceptors and the send run in the
+        caller; the other interceptors and the handler run in the consumer."""
+        info = definition.info
+        route = self.asynchronous.route(channels)
+        missing = [name for name in route if name not in self.queues]
+        if missing:
+            self.problems.append(
+                f"asynchronous handler {info.handler} uses channel(s) "
+                f"{', '.join(repr(m) for m in missing)}, which are not declared; add e.g. "
+                f"QueueChannel({missing[0]!r}) to the extensions"
+            )
+            return Endpoint(info, compile_chain(core, info, interceptors), output)
+        handling = [i for i in interceptors if i.kind != "presend"]
+        self.routes[info.endpoint_id] = AsynchronousRoute(
+            Endpoint(info, compile_chain(core, info, handling), output), route
+        )
+        identifier, aggregate_type = None, None
+        if definition.aggregate is not None and not definition.is_factory:
+            identifier = self._aggregate_handler(definition).identifier
+            aggregate_type = type_name(definition.aggregate.cls)
+        sender = sending_invoker(
+            info.endpoint_id,
+            self.queues[route[0]],
+            DeliveryOptions.of(definition.member.declarations.modifiers),
+            self.clock,
+            identifier,
+            aggregate_type,
+        )
+        presends = [i for i in interceptors if i.kind == "presend"]
+        return Endpoint.sending(info, compile_chain(sender, info, presends))
+
+    def _channel_named(self, name: str) -> MessageChannel:
+        channel = self.channels.get(name)
+        if channel is None:
+            raise ConfigurationError([f"channel {name!r} does not exist"])
+        return channel
 
     def _aggregate_handler(self, definition: HandlerDefinition) -> AggregateHandler:
         aggregate = definition.aggregate
@@ -410,7 +536,7 @@ class SystemBuilder:
         options = definition.declaration.options
         try:
             identifier, source = compile_identifier_resolver(
-                aggregate.identifiers, options, payload_type
+                aggregate.identifiers, options, payload_type, type_name(aggregate.cls)
             )
         except ValueError as error:
             self.problems.append(f"handler {definition.info.handler}: {error}")
@@ -451,14 +577,49 @@ class SystemBuilder:
             channel = self.channels[info.input_channel]
             if isinstance(channel, DirectChannel):
                 channel.subscribe(endpoint.handle)
+            else:
+                self.internal_on_queue[info.input_channel] = endpoint
 
-    def _consumers(self, endpoints: list[Endpoint]) -> dict[str, PollingConsumer]:
-        consumers: dict[str, PollingConsumer] = {}
-        for endpoint in endpoints:
-            queue = self.queues.get(endpoint.info.input_channel)
-            if queue is not None and endpoint.info.kind == "internal":
-                consumers[queue.name] = PollingConsumer(
-                    queue.name, queue, endpoint.handle, requeue=queue.return_message
+    def _consumers(self) -> dict[str, Consumer]:
+        consumers = build_consumers(
+            queues=self.queues,
+            routes=self.routes,
+            internal=self.internal_on_queue,
+            channels=self.channels,
+            settings=self.asynchronous,
+            clock=self.clock,
+            serializer=self.serializer,
+            dead_letters=self.dead_letters,
+            channel_named=self._channel_named,
+        )
+        for member in self.scheduled:
+            request_channel, endpoint_id, cron, fixed_rate_ms = member.declarations.modifiers[
+                "scheduled"
+            ]
+            produce = self._bound(member)
+            channel = self.channels.get(request_channel)
+            if channel is None:
+                self.problems.append(
+                    f"scheduled {member.name} sends to channel {request_channel!r}, which does "
+                    f"not exist; declare an @internal_handler({request_channel!r}) or a channel"
+                )
+                continue
+            if endpoint_id in consumers:
+                self.problems.append(f"consumer name {endpoint_id!r} is used twice")
+                continue
+            consumers[endpoint_id] = ScheduledConsumer(
+                endpoint_id,
+                produce,
+                _sender_to(channel),
+                self.clock,
+                cron=cron,
+                fixed_rate_ms=fixed_rate_ms,
+            )
+        for name in self.asynchronous.polling:
+            if name not in consumers:
+                self.problems.append(
+                    f"PollingMetadata names consumer {name!r}, which does not exist; known "
+                    f"consumers: {', '.join(sorted(consumers)) or 'none'}"
                 )
         return consumers
 
@@ -497,10 +658,29 @@ class SystemBuilder:
                         )
                         continue
                     table[route] = endpoint
+        for table_kind, (class_table, key_table) in tables.items():
+            for cls, class_endpoint in class_table.items():
+                named = key_table.get(type_name(cls))
+                if named is not None:
+                    self.problems.append(
+                        f"{table_kind} {type_name(cls)!r} has two handlers: {named.info.handler} "
+                        f"by routing key and {class_endpoint.info.handler} by class; a "
+                        f"{table_kind} has exactly "
+                        f"one handler"
+                    )
+        retry = self.asynchronous.instant_retry
         self.command_bus._dispatch = self._gateway(
             "command_bus",
             CommandBus,
-            point_to_point_dispatch(PointToPointRouter("command", *tables["command"], self.names)),
+            instantly_retrying(
+                collecting(
+                    point_to_point_dispatch(
+                        PointToPointRouter("command", *tables["command"], self.names)
+                    )
+                ),
+                retry.command_bus_retries,
+                retry.command_bus_exceptions,
+            ),
         )
         self.query_bus._dispatch = self._gateway(
             "query_bus",

@@ -14,12 +14,14 @@ class ServiceConfiguration:
     ``extensions`` holds configuration objects such as ``QueueChannel("orders")``. More come
     from ``@service_context`` methods of scanned classes.
 
-    >>> ServiceConfiguration(service_name="shop")
-    ServiceConfiguration(service_name='shop', extensions=())
+    >>> ServiceConfiguration(service_name="shop").service_name
+    'shop'
     """
 
     service_name: str = "ecopy"
     extensions: Sequence[Any] = field(default_factory=tuple)
+    #: How long deduplication keys are kept (seconds); they expire on their own.
+    deduplication_expire_after: float = 7 * 24 * 3600
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "extensions", tuple(self.extensions))

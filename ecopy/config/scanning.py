@@ -76,12 +76,23 @@ def _modules(package: str) -> Iterator[ModuleType]:
         yield importlib.import_module(info.name)
 
 
-def scan(packages: Iterable[str]) -> list[Any]:
+def scan(packages: Iterable[str], problems: list[str] | None = None) -> list[Any]:
     """Classes and functions defined in ``packages`` (and their sub-modules) that carry
-    ecopy declarations, in definition order."""
+    ecopy declarations, in definition order. A package that cannot be imported is a problem
+    (added to ``problems`` when given, raised otherwise)."""
     found: list[Any] = []
     for package in packages:
-        for module in _modules(package):
+        try:
+            modules = list(_modules(package))
+        except ImportError as error:
+            if problems is None:
+                raise
+            problems.append(
+                f"scan={package!r}: the package cannot be imported ({type(error).__name__}: "
+                f"{error}); check the name and that it is on the Python path"
+            )
+            continue
+        for module in modules:
             for value in vars(module).values():
                 if getattr(value, "__module__", None) != module.__name__:
                     continue

@@ -11,7 +11,9 @@ from typing import Any
 from ecopy.config.configuration import ServiceConfiguration
 from ecopy.errors import EcopyError
 from ecopy.messaging.channel import MessageChannel
-from ecopy.messaging.consumer import ConsumerLimits, PollingConsumer
+from ecopy.messaging.clock import Clock
+from ecopy.messaging.consumer import Consumer, ConsumerLimits, PollingConsumer
+from ecopy.messaging.dead_letter import DeadLetter
 from ecopy.messaging.endpoint import Endpoint, EndpointInfo
 from ecopy.messaging.naming import TypeRegistry
 from ecopy.modelling.aggregate_handling import AggregateStore
@@ -40,9 +42,11 @@ class MessagingSystem:
         query_bus: QueryBus,
         endpoints: tuple[Endpoint, ...],
         channels: Mapping[str, MessageChannel],
-        consumers: Mapping[str, PollingConsumer],
+        consumers: Mapping[str, Consumer],
         names: TypeRegistry,
         aggregates: AggregateStore,
+        dead_letter: DeadLetter,
+        clock: Clock,
     ) -> None:
         self.config = config
         self.command_bus = command_bus
@@ -53,6 +57,8 @@ class MessagingSystem:
         self._consumers = dict(consumers)
         self.names = names
         self.aggregates = aggregates
+        self.dead_letter = dead_letter
+        self.clock = clock
 
     @property
     def service_name(self) -> str:
@@ -73,12 +79,18 @@ class MessagingSystem:
         """The consumers that ``run`` can start, by name."""
         result = []
         for name, consumer in self._consumers.items():
-            served = tuple(
-                e.info.endpoint_id
-                for e in self._endpoints
-                if e.info.input_channel == consumer.channel.name
-            )
-            result.append(ConsumerInfo(name=name, channel=consumer.channel.name, endpoints=served))
+            if isinstance(consumer, PollingConsumer):
+                channel = consumer.channel.name
+                served = tuple(consumer.handlers) + (
+                    tuple(
+                        e.info.endpoint_id
+                        for e in self._endpoints
+                        if e.info.kind == "internal" and e.info.input_channel == channel
+                    )
+                )
+            else:
+                channel, served = "", (name,)
+            result.append(ConsumerInfo(name=name, channel=channel, endpoints=served))
         return result
 
     def run(
@@ -99,19 +111,28 @@ class MessagingSystem:
         if consumer is None:
             known = ", ".join(sorted(self._consumers)) or "none"
             raise EcopyError(f"Unknown consumer {name!r}; known consumers: {known}")
+        metadata = getattr(consumer, "metadata", None)
+
+        def pick(given: Any, name: str) -> Any:
+            if given is not None or metadata is None:
+                return given
+            return getattr(metadata, name)
+
         limits = ConsumerLimits(
-            handled_message_limit=handled_message_limit,
-            execution_time_limit_ms=execution_time_limit_ms,
-            memory_limit_mb=memory_limit_mb,
-            stop_on_error=stop_on_error,
-            finish_when_no_messages=finish_when_no_messages,
+            handled_message_limit=pick(handled_message_limit, "handled_message_limit"),
+            execution_time_limit_ms=pick(execution_time_limit_ms, "execution_time_limit_ms"),
+            memory_limit_mb=pick(memory_limit_mb, "memory_limit_mb"),
+            stop_on_error=stop_on_error or bool(metadata and metadata.stop_on_error),
+            finish_when_no_messages=finish_when_no_messages
+            or bool(metadata and metadata.finish_when_no_messages),
+            poll_interval_ms=metadata.poll_interval_ms if metadata else 100,
         )
         with _graceful_stop(consumer):
             return consumer.run(limits)
 
 
 @contextmanager
-def _graceful_stop(consumer: PollingConsumer) -> Iterator[None]:
+def _graceful_stop(consumer: Consumer) -> Iterator[None]:
     import threading
 
     if threading.current_thread() is not threading.main_thread():

@@ -9,13 +9,21 @@
 
 from __future__ import annotations
 
-from collections import deque
+import heapq
+import itertools
+import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from ecopy.errors import EcopyError
+from ecopy.messaging.clock import Clock
+from ecopy.messaging.delivery import DELIVER_AT, EXPIRES_AT, PRIORITY
 from ecopy.messaging.message import Message
+from ecopy.messaging.serialization import MessageSerializer
+
+logger = logging.getLogger("ecopy.channel")
 
 Subscriber = Callable[[Message], Any]
 
@@ -77,28 +85,97 @@ class PublishSubscribeChannel:
         return f"PublishSubscribeChannel({self.name!r}, {len(self.subscribers)} subscribers)"
 
 
-class InMemoryQueue:
-    """A pollable in-memory queue (first in, first out)."""
+class UndeliverableMessage(EcopyError):
+    """Bytes taken from a channel could not be read as a message; they are not lost: the
+    consumer stores them as a dead letter with this reason."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, channel: str, body: str, reason: str) -> None:
+        self.channel = channel
+        self.body = body
+        self.reason = reason
+        super().__init__(f"undeliverable message on channel {channel!r}: {reason}")
+
+
+class InMemoryQueue:
+    """A pollable in-memory queue that behaves like a broker queue.
+
+    Messages are serialized on ``send`` and deserialized on ``receive``, exactly as across a
+    process boundary. Delivery headers are honoured: ``ecopy.deliver_at`` (not before),
+    ``ecopy.expires_at`` (dropped and logged after), ``ecopy.priority`` (higher first; FIFO
+    within a priority).
+    """
+
+    def __init__(self, name: str, serializer: MessageSerializer, clock: Clock) -> None:
         self.name = name
-        self._messages: deque[Message] = deque()
+        self._serializer = serializer
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._ready: list[tuple[int, int, str, float | None]] = []
+        self._delayed: list[tuple[float, int, int, str, float | None]] = []
+        self._sequence = itertools.count()
+        self._front = itertools.count(-1, -1)
 
     def send(self, message: Message) -> None:
-        self._messages.append(message)
+        headers = message._headers
+        self.send_serialized(
+            self._serializer.serialize(message),
+            deliver_at=headers.get(DELIVER_AT),
+            expires_at=headers.get(EXPIRES_AT),
+            priority=int(headers.get(PRIORITY, 0) or 0),
+        )
+
+    def send_serialized(
+        self,
+        body: str,
+        *,
+        deliver_at: float | None = None,
+        expires_at: float | None = None,
+        priority: int = 0,
+    ) -> None:
+        with self._lock:
+            sequence = next(self._sequence)
+            if deliver_at is not None and deliver_at > self._clock.now():
+                heapq.heappush(self._delayed, (deliver_at, -priority, sequence, body, expires_at))
+            else:
+                heapq.heappush(self._ready, (-priority, sequence, body, expires_at))
 
     def receive(self) -> Message | None:
-        return self._messages.popleft() if self._messages else None
+        """The next due message, or ``None``; raises ``UndeliverableMessage`` for bytes that
+        are not a readable message (they are removed from the queue)."""
+        body = self._take()
+        if body is None:
+            return None
+        try:
+            return self._serializer.deserialize(body)
+        except EcopyError as error:
+            raise UndeliverableMessage(self.name, body, str(error)) from error
+
+    def _take(self) -> str | None:
+        with self._lock:
+            now = self._clock.now()
+            while self._delayed and self._delayed[0][0] <= now:
+                _, priority, sequence, body, expires_at = heapq.heappop(self._delayed)
+                heapq.heappush(self._ready, (priority, sequence, body, expires_at))
+            while self._ready:
+                _, _, body, expires_at = heapq.heappop(self._ready)
+                if expires_at is not None and expires_at <= now:
+                    logger.warning("channel %s dropped an expired message: %.200s", self.name, body)
+                    continue
+                return body
+            return None
 
     def return_message(self, message: Message) -> None:
         """Put a message that could not be handled back at the head of the queue."""
-        self._messages.appendleft(message)
+        with self._lock:
+            body = self._serializer.serialize(message)
+            heapq.heappush(self._ready, (0, next(self._front), body, None))
 
     def __len__(self) -> int:
-        return len(self._messages)
+        with self._lock:
+            return len(self._ready) + len(self._delayed)
 
     def __repr__(self) -> str:
-        return f"InMemoryQueue({self.name!r}, {len(self._messages)} messages)"
+        return f"InMemoryQueue({self.name!r}, {len(self)} messages)"
 
 
 @dataclass(frozen=True)
@@ -110,5 +187,5 @@ class QueueChannel:
 
     name: str
 
-    def build(self) -> InMemoryQueue:
-        return InMemoryQueue(self.name)
+    def build(self, serializer: MessageSerializer, clock: Clock) -> InMemoryQueue:
+        return InMemoryQueue(self.name, serializer, clock)

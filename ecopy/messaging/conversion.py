@@ -9,13 +9,15 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import to_jsonable_python
 
 from ecopy.errors import MessageConversionError
 
 Converter = Callable[[Any], Any]
+_PLAIN = (dict, list, tuple, str, bytes, bytearray, int, float, bool)
 
 
 def _identity(value: Any) -> Any:
@@ -75,7 +77,8 @@ class PayloadConversion:
         target = _strip_annotated(target)
         if target is Any or target is object or target is None:
             return _identity
-        exact = target if isinstance(target, type) else None
+        members = tuple(m for m in _union_members(target) if isinstance(m, type))
+        exact = members if members and typing.get_origin(target) is not Literal else None
         # Text goes through as text when the target accepts text; otherwise it is JSON.
         textual = any(member in (str, bytes, bytearray) for member in _union_members(target))
         expected = describe_type(target)
@@ -90,6 +93,10 @@ class PayloadConversion:
                 adapter = self.adapter(target)
                 if isinstance(value, (str, bytes, bytearray)) and not textual:
                     return adapter.validate_json(value)
+                if not isinstance(value, _PLAIN):
+                    # Another class (a published event seen by a handler typed otherwise):
+                    # convert through its JSON form, as it would arrive from a broker.
+                    value = to_jsonable_python(value)
                 return adapter.validate_python(value)
             except ValidationError as error:
                 raise MessageConversionError(

@@ -61,6 +61,15 @@ class Endpoint:
         self.info = info
         self.handle: Invoker = _compile_handle(info, chain, output)
 
+    @classmethod
+    def sending(cls, info: EndpointInfo, chain: Invoker) -> Endpoint:
+        """The caller's half of an asynchronous endpoint: ``handle`` only sends the message
+        on (it does not mark it as handled)."""
+        endpoint = cls.__new__(cls)
+        endpoint.info = info
+        endpoint.handle = chain
+        return endpoint
+
     def __repr__(self) -> str:
         return f"<Endpoint {self.info.endpoint_id} ({self.info.handler})>"
 

@@ -191,9 +191,12 @@ class AggregateDefinition:
     def blank(self) -> Any:
         """A new instance to apply events to: the no-argument constructor when it works,
         otherwise an instance created without calling ``__init__``."""
+        construct = getattr(self.cls, "model_construct", None)
         try:
             return self.cls()
-        except TypeError:
+        except Exception:
+            if callable(construct):  # a pydantic model: an instance without validation
+                return construct()
             instance = object.__new__(self.cls)
             if dataclasses.is_dataclass(self.cls):
                 for field in dataclasses.fields(self.cls):
@@ -222,7 +225,9 @@ def _appliers(cls: type[Any], problems: list[str]) -> dict[type[Any], Callable[[
             function, _ = unwrap(member)
             assert function is not None
             parameters = parameters_of(function, skip_first=True)
-            event_type = parameters[0].annotation if parameters else None
+            event_type = (
+                parameters[0].annotation if parameters and parameters[0].annotated else None
+            )
             if not isinstance(event_type, type):
                 problems.append(
                     f"@event_sourcing_handler {cls.__qualname__}.{function.__name__} must take "

@@ -198,8 +198,6 @@ def target_version_getter(payload_type: Any) -> Callable[[Message], Any] | None:
 
 
 def _events_from(result: Any, handler: str) -> list[object]:
-    if result is None:
-        return []
     if not isinstance(result, (list, tuple)):
         raise AggregateDefinitionError(
             f"event-sourced handler {handler} must return a list of events (an empty list when "

@@ -1,8 +1,9 @@
 """Which aggregate (or saga) a message is for, compiled once per handler.
 
 Resolution order: an explicit ``identifier_mapping`` / ``identifier_metadata_mapping`` for the
-identifier; else the ``aggregate.id`` header; else a payload field with the identifier's name
-or a payload field marked ``TargetIdentifier(name)``.
+identifier; else the ``aggregate.id`` header (unless an ``aggregate.type`` header says it is the
+id of another kind of aggregate, as on the events an aggregate publishes); else a payload field
+with the identifier's name or a payload field marked ``TargetIdentifier(name)``.
 
 Mapping paths are a tiny, safe syntax (no ``eval``): ``"payload.field.sub"`` or
 ``"headers.name"``.
@@ -80,6 +81,7 @@ def compile_identifier_resolver(
     identifiers: tuple[str, ...],
     options: Mapping[str, Any],
     payload_type: Any,
+    aggregate_type: str | None = None,
 ) -> tuple[IdentifierResolver, str]:
     """The resolver, and a sentence saying where it looks (for error messages)."""
     mapping: dict[str, str] = dict(options.get("identifier_mapping") or {})
@@ -102,7 +104,11 @@ def compile_identifier_resolver(
     single = identifiers[0] if len(identifiers) == 1 else None
 
     def resolve(message: Message) -> dict[str, Any] | None:
-        header = message._headers.get(AGGREGATE_ID, _MISSING)
+        headers = message._headers
+        header = headers.get(AGGREGATE_ID, _MISSING)
+        if header is not _MISSING and headers.get(AGGREGATE_TYPE, aggregate_type) != aggregate_type:
+            # The event was published by another aggregate: its id is not this one's.
+            header = _MISSING
         values: dict[str, Any] = {}
         for name, getter in getters:
             value: Any = _MISSING

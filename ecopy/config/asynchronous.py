@@ -1,0 +1,188 @@
+"""Wiring asynchronous endpoints: the sending half that runs in the caller, and the consumers
+that run the handling half, with error handling, retries and dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ecopy.messaging.channel import InMemoryQueue, MessageChannel, PollableChannel
+from ecopy.messaging.clock import Clock
+from ecopy.messaging.collector import collecting, send_or_collect
+from ecopy.messaging.consumer import Consumer, PollingConsumer, PollingMetadata
+from ecopy.messaging.dead_letter import DeadLetterStore
+from ecopy.messaging.delivery import (
+    CHANNEL,
+    DELIVER_AT,
+    ENDPOINT_ID,
+    EXPIRES_AT,
+    PRIORITY,
+    deliver_at,
+)
+from ecopy.messaging.endpoint import Endpoint, Invoker
+from ecopy.messaging.message import Message
+from ecopy.messaging.retry import (
+    ErrorHandlerConfiguration,
+    InstantRetryConfiguration,
+    instantly_retrying,
+)
+from ecopy.messaging.serialization import MessageSerializer
+from ecopy.modelling.identifier import (
+    AGGREGATE_ID,
+    AGGREGATE_TYPE,
+    IdentifierResolver,
+    public_identifier,
+)
+
+
+@dataclass(frozen=True)
+class CombinedMessageChannel:
+    """A route through several channels: a message is sent to the first, forwarded from each
+    to the next after it was taken, and handled after the last (the outbox shape: database
+    first, broker second).
+
+    >>> CombinedMessageChannel("outbox", ["db", "rabbit"])
+    CombinedMessageChannel(name='outbox', channels=('db', 'rabbit'))
+    """
+
+    name: str
+    channels: Sequence[str]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(self.channels))
+
+
+@dataclass
+class AsynchronousSettings:
+    """What the extensions say about asynchronous processing."""
+
+    error_handlers: list[ErrorHandlerConfiguration] = field(default_factory=list)
+    polling: dict[str, PollingMetadata] = field(default_factory=dict)
+    instant_retry: InstantRetryConfiguration = field(default_factory=InstantRetryConfiguration)
+    combined: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def route(self, channels: Sequence[str]) -> tuple[str, ...]:
+        expanded: list[str] = []
+        for name in channels:
+            expanded.extend(self.combined.get(name, (name,)))
+        return tuple(expanded)
+
+    def error_handling_for(self, consumer: str) -> ErrorHandlerConfiguration | None:
+        metadata = self.polling.get(consumer)
+        if metadata is not None and metadata.error_channel is not None:
+            for handler in self.error_handlers:
+                if handler.error_channel == metadata.error_channel:
+                    return handler
+        return self.error_handlers[0] if self.error_handlers else None
+
+
+@dataclass
+class AsynchronousRoute:
+    """An asynchronous endpoint: its handling half and the channels it goes through."""
+
+    endpoint: Endpoint
+    channels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DeliveryOptions:
+    delay: Any = None
+    time_to_live: float | None = None
+    priority: int = 0
+
+    @classmethod
+    def of(cls, modifiers: Mapping[str, Any]) -> DeliveryOptions:
+        return cls(
+            modifiers.get("delayed"),
+            modifiers.get("time_to_live"),
+            int(modifiers.get("priority", 0)),
+        )
+
+
+def sending_invoker(
+    endpoint_id: str,
+    channel: MessageChannel,
+    delivery: DeliveryOptions,
+    clock: Clock,
+    identifier: IdentifierResolver | None,
+    aggregate_type: str | None = None,
+) -> Invoker:
+    """The caller's half of an asynchronous endpoint: address a copy of the message (same
+    id) to the endpoint and send it to the first channel once the current work succeeded."""
+
+    def send(message: Message) -> None:
+        headers: dict[str, Any] = {ENDPOINT_ID: endpoint_id, CHANNEL: channel.name}
+        if identifier is not None:
+            # The target aggregate is resolved before the hop.
+            resolved = identifier(message)
+            if resolved is not None:
+                headers[AGGREGATE_ID] = public_identifier(resolved)
+                headers[AGGREGATE_TYPE] = aggregate_type
+        now = clock.now()
+        if delivery.delay is not None:
+            headers[DELIVER_AT] = deliver_at(delivery.delay, now)
+        if delivery.time_to_live is not None:
+            headers[EXPIRES_AT] = now + delivery.time_to_live
+        if delivery.priority:
+            headers[PRIORITY] = delivery.priority
+        addressed = message.with_headers(headers)
+        send_or_collect(lambda: channel.send(addressed))
+
+    return send
+
+
+def build_consumers(
+    *,
+    queues: Mapping[str, PollableChannel],
+    routes: Mapping[str, AsynchronousRoute],
+    internal: Mapping[str, Endpoint],
+    channels: Mapping[str, MessageChannel],
+    settings: AsynchronousSettings,
+    clock: Clock,
+    serializer: MessageSerializer,
+    dead_letters: DeadLetterStore,
+    channel_named: Callable[[str], MessageChannel],
+) -> dict[str, Consumer]:
+    """One consumer per pollable channel, named after it."""
+    retry = settings.instant_retry
+
+    def handling(endpoint: Endpoint) -> Invoker:
+        return collecting(
+            instantly_retrying(
+                endpoint.handle, retry.asynchronous_retries, retry.asynchronous_exceptions
+            )
+        )
+
+    consumers: dict[str, Consumer] = {}
+    for name, queue in queues.items():
+        handlers: dict[str, Invoker] = {}
+        forwards: dict[str, MessageChannel] = {}
+        for endpoint_id, route in routes.items():
+            if name not in route.channels:
+                continue
+            position = route.channels.index(name)
+            if position + 1 < len(route.channels):
+                forwards[endpoint_id] = channels[route.channels[position + 1]]
+            else:
+                handlers[endpoint_id] = handling(route.endpoint)
+        default = internal.get(name)
+        if not handlers and not forwards and default is None:
+            continue  # a declared channel that nothing consumes here
+        consumers[name] = PollingConsumer(
+            name,
+            queue,
+            clock=clock,
+            serializer=serializer,
+            dead_letters=dead_letters,
+            handlers=handlers,
+            default=handling(default) if default is not None else None,
+            forwards=forwards,
+            error_handling=settings.error_handling_for(name),
+            dead_letter_channel=channel_named,
+            metadata=settings.polling.get(name),
+        )
+    return consumers
+
+
+__all__ = ["CombinedMessageChannel", "InMemoryQueue"]

@@ -1,0 +1,116 @@
+"""Deduplication: a handler skips a message whose key it has already handled.
+
+Keys are scoped per handler (``tracking_name``, by default the endpoint id), recorded only
+after the handler succeeded, and expire on their own after ``expire_after`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from ecopy.messaging.clock import Clock
+from ecopy.messaging.declaration import declare
+from ecopy.messaging.endpoint import Invoker
+from ecopy.messaging.message import Message
+
+F = TypeVar("F")
+KeyFunction = Callable[[Message], Any]
+logger = logging.getLogger("ecopy.deduplication")
+
+#: How long a deduplication key is remembered, unless configured otherwise (7 days).
+DEFAULT_EXPIRY_SECONDS = 7 * 24 * 3600
+
+
+def deduplicated(
+    header: Any = None,
+    /,
+    *,
+    key: KeyFunction | None = None,
+    tracking_name: str | None = None,
+) -> Any:
+    """Skip messages already handled by this handler.
+
+    ``@deduplicated`` uses the message id; ``@deduplicated("order_id")`` a header;
+    ``@deduplicated(key=lambda message: message.payload.order_id)`` a computed key.
+    """
+
+    def decorate(target: F, header_name: str | None = None) -> F:
+        declare(target).modifiers["deduplicated"] = (header_name, key, tracking_name)
+        return target
+
+    if header is None or isinstance(header, str):
+        return lambda target: decorate(target, header)
+    return decorate(header)
+
+
+@runtime_checkable
+class DeduplicationStore(Protocol):
+    def is_handled(self, scope: str, key: str, now: float) -> bool: ...
+
+    def mark_handled(self, scope: str, key: str, expires_at: float) -> None: ...
+
+
+class InMemoryDeduplicationStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: dict[tuple[str, str], float] = {}
+
+    def is_handled(self, scope: str, key: str, now: float) -> bool:
+        with self._lock:
+            expires_at = self._keys.get((scope, key))
+            if expires_at is None:
+                return False
+            if expires_at <= now:
+                del self._keys[(scope, key)]
+                return False
+            return True
+
+    def mark_handled(self, scope: str, key: str, expires_at: float) -> None:
+        with self._lock:
+            self._keys[(scope, key)] = expires_at
+            if len(self._keys) % 1024 == 0:
+                self._purge(expires_at)
+
+    def _purge(self, now: float) -> None:
+        # Expired keys go away without any manual command.
+        for entry, expiry in list(self._keys.items()):
+            if expiry <= now:
+                del self._keys[entry]
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def key_function(header: str | None, key: KeyFunction | None) -> KeyFunction:
+    if key is not None:
+        return key
+    if header is not None:
+        return lambda message: message._headers.get(header)
+    return lambda message: message._headers.get("id")
+
+
+def deduplicating(
+    core: Invoker,
+    *,
+    scope: str,
+    key: KeyFunction,
+    store: DeduplicationStore,
+    clock: Clock,
+    expire_after: float,
+) -> Invoker:
+    def handle(message: Message) -> Any:
+        value = key(message)
+        if value is None:
+            return core(message)
+        text = str(value)
+        if store.is_handled(scope, text, clock.now()):
+            logger.info("%s skipped duplicate %r (message %s)", scope, text, message.id)
+            return None
+        result = core(message)
+        store.mark_handled(scope, text, clock.now() + expire_after)
+        return result
+
+    return handle

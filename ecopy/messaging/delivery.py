@@ -1,0 +1,68 @@
+"""Delivery options of asynchronous handlers: ``@asynchronous``, ``@delayed``,
+``@time_to_live``; and the internal headers that carry them to the channel.
+
+``@priority`` (in ``ecopy.modelling.handlers``) also sets the delivery priority.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final, TypeVar
+
+from ecopy.messaging.clock import as_timestamp
+from ecopy.messaging.declaration import declare
+
+F = TypeVar("F")
+
+ENDPOINT_ID: Final = "ecopy.endpoint_id"
+CHANNEL: Final = "ecopy.channel"
+DELIVER_AT: Final = "ecopy.deliver_at"
+EXPIRES_AT: Final = "ecopy.expires_at"
+PRIORITY: Final = "ecopy.priority"
+RETRY_COUNT: Final = "ecopy.retry_count"
+
+
+def asynchronous(channels: str | Sequence[str]) -> Callable[[F], F]:
+    """Handle the message later, from ``channels`` (a name, or a list: sent through each in
+    turn, then handled), in a consumer: ``@asynchronous("orders")``."""
+    names = [channels] if isinstance(channels, str) else list(channels)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise TypeError(f"@asynchronous needs channel names, got {channels!r}")
+
+    def decorate(target: F) -> F:
+        declare(target).modifiers["asynchronous"] = tuple(names)
+        return target
+
+    return decorate
+
+
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def delayed(delay: float | timedelta | datetime) -> Callable[[F], F]:
+    """Deliver the handler's message after ``delay`` seconds (or a ``timedelta``), or at a
+    moment (a ``datetime``; a past moment is due at once)."""
+
+    def decorate(target: F) -> F:
+        declare(target).modifiers["delayed"] = delay
+        return target
+
+    return decorate
+
+
+def time_to_live(ttl: float | timedelta) -> Callable[[F], F]:
+    """Drop the handler's message (logged) if it is not handled within ``ttl``."""
+
+    def decorate(target: F) -> F:
+        declare(target).modifiers["time_to_live"] = _seconds(ttl)
+        return target
+
+    return decorate
+
+
+def deliver_at(delay: Any, now: float) -> float:
+    if isinstance(delay, datetime):
+        return as_timestamp(delay)
+    return now + _seconds(delay)
