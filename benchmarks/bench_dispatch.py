@@ -18,19 +18,27 @@ counters are checked against the number of calls made after timing, so a broken 
 produce a fast-but-wrong number.
 """
 
-import argparse
 import asyncio
-import gc
-import importlib.metadata
 import logging
-import platform
-import statistics
 import sys
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import Any
+
+from timing import (
+    Library,
+    build_all,
+    expect,
+    measure,
+    parse_args,
+    python_description,
+    summarize,
+    table_header,
+    table_row,
+    version_of,
+    warmup_calls,
+)
 
 ORDER_ID = "o-1"
 DIRECT = "direct call"
@@ -101,19 +109,6 @@ class Workload:
     def call_once(self) -> None:
         self.calls_made += 1
         self.check()
-
-
-@dataclass
-class Unavailable:
-    library: str
-    reason: str
-    failed: bool
-    """True when the library imported but its workloads could not be built or checked."""
-
-
-def expect(condition: bool, message: str) -> None:
-    if not condition:
-        raise AssertionError(message)
 
 
 def expect_tally(tally: Tally, calls: int, library: str) -> None:
@@ -453,46 +448,12 @@ def quiet_cqrs_logger(run: Callable[[int], int]) -> Callable[[int], int]:
 # Running and reporting
 # --------------------------------------------------------------------------------------------
 
-LIBRARIES: list[tuple[str, Callable[[], list[Workload]], str]] = [
+LIBRARIES: list[Library[Workload]] = [
     ("baseline", build_direct, ""),
     ("ecopy", build_ecopy, "is it written yet? `pip install -e .` or run with PYTHONPATH=."),
     ("lato", build_lato, "install benchmarks/requirements.txt"),
     ("python-cqrs", build_python_cqrs, "install benchmarks/requirements.txt"),
 ]
-
-
-def build_all() -> tuple[list[Workload], list[Unavailable]]:
-    workloads: list[Workload] = []
-    unavailable: list[Unavailable] = []
-    for library, build, hint in LIBRARIES:
-        try:
-            built = build()
-            for workload in built:
-                workload.call_once()
-        except ImportError as exc:
-            reason = f"not importable ({exc}); {hint}"
-            unavailable.append(Unavailable(library, reason, failed=False))
-            print(f"SKIPPED {library}: {reason}", file=sys.stderr)
-            continue
-        except Exception:
-            unavailable.append(Unavailable(library, "failed to build or check", failed=True))
-            print(f"FAILED {library}: workloads could not be built or checked:", file=sys.stderr)
-            traceback.print_exc()
-            continue
-        workloads.extend(built)
-    return workloads, unavailable
-
-
-def measure(workloads: list[Workload], calls: int, repeats: int, warmup: int) -> None:
-    for workload in workloads:
-        workload.execute(warmup)
-    for repeat in range(repeats):
-        for workload in workloads:
-            gc.collect()
-            elapsed = workload.execute(calls)
-            workload.samples_ns.append(elapsed / calls)
-        sys.stdout.flush()
-        print(f"  repeat {repeat + 1}/{repeats} done", file=sys.stderr, flush=True)
 
 
 def verify_counts(workloads: list[Workload]) -> None:
@@ -508,7 +469,7 @@ def verify_counts(workloads: list[Workload]) -> None:
 
 
 def median_us(workload: Workload) -> float:
-    return statistics.median(workload.samples_ns) / 1000
+    return summarize(workload.samples_ns).median_us
 
 
 def find(workloads: list[Workload], library: str, kind: str, variant: str = "") -> Workload | None:
@@ -520,22 +481,18 @@ def find(workloads: list[Workload], library: str, kind: str, variant: str = "") 
 
 def print_table(workloads: list[Workload]) -> None:
     width = max(len(workload.name) for workload in workloads)
-    header = f"{'workload':<{width}}  {'mean µs':>9} {'median µs':>10} {'min µs':>9} {'x ecopy':>8}"
+    header = table_header(width)
     print(header)
     print("-" * len(header))
     for kind in (DIRECT, COMMAND, COMMAND_EVENT):
         for workload in workloads:
             if workload.kind != kind:
                 continue
-            samples_us = [sample / 1000 for sample in workload.samples_ns]
             reference = find(workloads, "ecopy", COMMAND if kind == DIRECT else kind)
-            ratio = "n/a"
+            ratio = None
             if reference is not None:
-                ratio = f"{median_us(workload) / median_us(reference):.2f}"
-            print(
-                f"{workload.name:<{width}}  {statistics.fmean(samples_us):>9.3f} "
-                f"{statistics.median(samples_us):>10.3f} {min(samples_us):>9.3f} {ratio:>8}"
-            )
+                ratio = median_us(workload) / median_us(reference)
+            print(table_row(workload.name, width, summarize(workload.samples_ns), ratio))
     print("mean/median/min: over the per-call averages of the timed repeats")
     print("x ecopy: median / median of ecopy's same workload (direct call: vs ecopy command)")
 
@@ -562,59 +519,27 @@ def print_key_ratios(workloads: list[Workload]) -> None:
             )
 
 
-def version_of(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed (as a distribution)"
-
-
 def print_environment(calls: int, repeats: int, warmup: int) -> None:
-    implementation = platform.python_implementation()
-    print(f"Python {platform.python_version()} ({implementation}), {sys.platform}")
+    print(python_description())
     for name in ("ecopy", "lato", "python-cqrs", "pydantic", "di"):
         print(f"  {name:<12} {version_of(name)}")
     print(f"{repeats} repeats x {calls} calls per workload (warm-up {warmup} calls), gc enabled")
     print(flush=True)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Per-call dispatch cost of ecopy vs a direct call, lato and python-cqrs."
-    )
-    parser.add_argument(
-        "--calls",
-        type=int,
-        default=None,
-        help=f"calls per timed repeat (default {DEFAULT_CALLS}; {QUICK_CALLS} with --quick)",
-    )
-    parser.add_argument(
-        "--repeats",
-        type=int,
-        default=None,
-        help=f"timed repeats (default {DEFAULT_REPEATS}; {QUICK_REPEATS} with --quick)",
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run in a few seconds; numbers are indicative only",
-    )
-    args = parser.parse_args(argv)
-    if args.calls is None:
-        args.calls = QUICK_CALLS if args.quick else DEFAULT_CALLS
-    if args.repeats is None:
-        args.repeats = QUICK_REPEATS if args.quick else DEFAULT_REPEATS
-    if args.calls < 1 or args.repeats < 1:
-        parser.error("--calls and --repeats must be positive")
-    return args
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    warmup = max(100, args.calls // 10)
+    args = parse_args(
+        argv,
+        description="Per-call dispatch cost of ecopy vs a direct call, lato and python-cqrs.",
+        calls=DEFAULT_CALLS,
+        repeats=DEFAULT_REPEATS,
+        quick_calls=QUICK_CALLS,
+        quick_repeats=QUICK_REPEATS,
+    )
+    warmup = warmup_calls(args.calls)
     print_environment(args.calls, args.repeats, warmup)
 
-    workloads, unavailable = build_all()
+    workloads, unavailable = build_all(LIBRARIES, Workload.call_once)
     try:
         measure(workloads, args.calls, args.repeats, warmup)
     finally:
