@@ -5,6 +5,7 @@ interceptors, conversion) ← ``ecopy.modelling`` (buses, routing, handlers) ←
 ``ecopy.config`` (scanning, bootstrap) ← ``ecopy.testing`` and ``ecopy.cli``.
 """
 
+from ecopy.config.asynchronous import CombinedMessageChannel
 from ecopy.config.bootstrap import bootstrap
 from ecopy.config.configuration import ServiceConfiguration, service_context
 from ecopy.config.system import MessagingSystem
@@ -20,12 +21,32 @@ from ecopy.errors import (
     NoHandlerFound,
 )
 from ecopy.messaging.channel import QueueChannel
+from ecopy.messaging.clock import Clock, ControlledClock, SystemClock
+from ecopy.messaging.consumer import PollingMetadata
+from ecopy.messaging.dead_letter import (
+    DeadLetter,
+    DeadLetterEntry,
+    DeadLetterStore,
+    InMemoryDeadLetterStore,
+)
 from ecopy.messaging.declaration import marker
+from ecopy.messaging.deduplication import (
+    DeduplicationStore,
+    InMemoryDeduplicationStore,
+    deduplicated,
+)
+from ecopy.messaging.delivery import asynchronous, delayed, time_to_live
 from ecopy.messaging.endpoint import EndpointInfo
 from ecopy.messaging.interceptor import MethodInvocation, after, around, before, presend
 from ecopy.messaging.message import Message
 from ecopy.messaging.naming import named_event
 from ecopy.messaging.parameter import Header, Headers, Reference
+from ecopy.messaging.retry import (
+    ErrorHandlerConfiguration,
+    InstantRetryConfiguration,
+    RetryTemplate,
+)
+from ecopy.messaging.scheduling import scheduled
 from ecopy.modelling.aggregate import (
     AggregateVersion,
     Identifier,
@@ -37,7 +58,14 @@ from ecopy.modelling.aggregate import (
     event_sourcing_handler,
     saga,
 )
-from ecopy.modelling.buses import CommandBus, EventBus, QueryBus
+from ecopy.modelling.buses import (
+    AsyncCommandBus,
+    AsyncEventBus,
+    AsyncQueryBus,
+    CommandBus,
+    EventBus,
+    QueryBus,
+)
 from ecopy.modelling.event_store import (
     EventStore,
     InMemoryEventStore,
@@ -59,20 +87,34 @@ __all__ = [
     "AggregateDefinitionError",
     "AggregateNotFound",
     "AggregateVersion",
+    "AsyncCommandBus",
+    "AsyncEventBus",
+    "AsyncQueryBus",
+    "Clock",
+    "CombinedMessageChannel",
     "CommandBus",
     "ConcurrencyError",
     "ConfigurationError",
+    "ControlledClock",
+    "DeadLetter",
+    "DeadLetterEntry",
+    "DeadLetterStore",
+    "DeduplicationStore",
     "EcopyError",
     "EndpointInfo",
+    "ErrorHandlerConfiguration",
     "EventBus",
     "EventStore",
     "Header",
     "Headers",
     "Identifier",
     "IdentifierNotFound",
+    "InMemoryDeadLetterStore",
+    "InMemoryDeduplicationStore",
     "InMemoryEventStore",
     "InMemoryRepository",
     "InMemorySnapshotStore",
+    "InstantRetryConfiguration",
     "Loaded",
     "Message",
     "MessageConversionError",
@@ -81,22 +123,28 @@ __all__ = [
     "MissingHeader",
     "NewEvent",
     "NoHandlerFound",
+    "PollingMetadata",
     "QueryBus",
     "QueueChannel",
     "Reference",
     "Repository",
+    "RetryTemplate",
     "ServiceConfiguration",
     "SnapshotStore",
     "StoredEvent",
+    "SystemClock",
     "TargetIdentifier",
     "TargetVersion",
     "WithEvents",
     "after",
     "aggregate",
     "around",
+    "asynchronous",
     "before",
     "bootstrap",
     "command_handler",
+    "deduplicated",
+    "delayed",
     "event_handler",
     "event_sourcing_aggregate",
     "event_sourcing_handler",
@@ -107,5 +155,7 @@ __all__ = [
     "priority",
     "query_handler",
     "saga",
+    "scheduled",
     "service_context",
+    "time_to_live",
 ]

@@ -67,6 +67,9 @@ from ecopy.modelling.aggregate_handling import (
     target_version_getter,
 )
 from ecopy.modelling.buses import (
+    AsyncCommandBus,
+    AsyncEventBus,
+    AsyncQueryBus,
     CommandBus,
     EventBus,
     QueryBus,
@@ -165,6 +168,9 @@ class SystemBuilder:
         self.query_bus = QueryBus()
         for bus in (self.command_bus, self.event_bus, self.query_bus):
             self.container.add(bus)
+        self.container.add(AsyncCommandBus(self.command_bus))
+        self.container.add(AsyncEventBus(self.event_bus))
+        self.container.add(AsyncQueryBus(self.query_bus))
         self.clock: Clock = self.container.implementation(Clock) or SystemClock()
         self.container.add(self.clock)
         self.serializer = MessageSerializer(self.names, self.conversion)

@@ -17,7 +17,14 @@ from ecopy.messaging.dead_letter import DeadLetter
 from ecopy.messaging.endpoint import Endpoint, EndpointInfo
 from ecopy.messaging.naming import TypeRegistry
 from ecopy.modelling.aggregate_handling import AggregateStore
-from ecopy.modelling.buses import CommandBus, EventBus, QueryBus
+from ecopy.modelling.buses import (
+    AsyncCommandBus,
+    AsyncEventBus,
+    AsyncQueryBus,
+    CommandBus,
+    EventBus,
+    QueryBus,
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,9 @@ class MessagingSystem:
         self.aggregates = aggregates
         self.dead_letter = dead_letter
         self.clock = clock
+        self.async_command_bus = AsyncCommandBus(command_bus)
+        self.async_event_bus = AsyncEventBus(event_bus)
+        self.async_query_bus = AsyncQueryBus(query_bus)
 
     @property
     def service_name(self) -> str:

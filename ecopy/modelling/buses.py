@@ -7,6 +7,7 @@ class wrap the whole dispatch.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -110,3 +111,52 @@ def event_dispatch(router: EventRouter) -> Invoker:
             endpoint.handle(message)
 
     return dispatch
+
+
+class AsyncCommandBus:
+    """The command bus for asyncio code (e.g. FastAPI): ``await bus.send(command)``.
+
+    The synchronous core runs in a worker thread, so the event loop is never blocked;
+    headers propagate as usual (the context is copied to the thread).
+    """
+
+    def __init__(self, bus: CommandBus) -> None:
+        self._bus = bus
+
+    async def send(self, command: Any, headers: Mapping[str, Any] | None = None) -> Any:
+        return await asyncio.to_thread(self._bus.send, command, headers)
+
+    async def send_with_routing(
+        self, routing_key: str, payload: Any = None, headers: Mapping[str, Any] | None = None
+    ) -> Any:
+        return await asyncio.to_thread(self._bus.send_with_routing, routing_key, payload, headers)
+
+
+class AsyncQueryBus:
+    """The query bus for asyncio code: ``await bus.send(query)``."""
+
+    def __init__(self, bus: QueryBus) -> None:
+        self._bus = bus
+
+    async def send(self, query: Any, headers: Mapping[str, Any] | None = None) -> Any:
+        return await asyncio.to_thread(self._bus.send, query, headers)
+
+    async def send_with_routing(
+        self, routing_key: str, payload: Any = None, headers: Mapping[str, Any] | None = None
+    ) -> Any:
+        return await asyncio.to_thread(self._bus.send_with_routing, routing_key, payload, headers)
+
+
+class AsyncEventBus:
+    """The event bus for asyncio code: ``await bus.publish(event)``."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self._bus = bus
+
+    async def publish(self, event: Any, headers: Mapping[str, Any] | None = None) -> None:
+        await asyncio.to_thread(self._bus.publish, event, headers)
+
+    async def publish_with_routing(
+        self, routing_key: str, payload: Any = None, headers: Mapping[str, Any] | None = None
+    ) -> None:
+        await asyncio.to_thread(self._bus.publish_with_routing, routing_key, payload, headers)

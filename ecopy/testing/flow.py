@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
-from ecopy.config.bootstrap import bootstrap
+from ecopy.config.bootstrap import SystemBuilder
 from ecopy.config.configuration import ServiceConfiguration
 from ecopy.config.system import MessagingSystem
 from ecopy.errors import AggregateNotFound
+from ecopy.messaging.clock import Clock, ControlledClock
+from ecopy.messaging.dead_letter import DeadLetter
 from ecopy.messaging.interceptor import before
 from ecopy.messaging.message import Message
 from ecopy.modelling.buses import CommandBus, EventBus, QueryBus
@@ -102,8 +106,36 @@ class FlowTestSupport:
     ) -> Any:
         return self.system.query_bus.send_with_routing(routing_key, payload, headers)
 
+    @property
+    def dead_letter(self) -> DeadLetter:
+        return self.system.dead_letter
+
+    @property
+    def clock(self) -> Clock:
+        return self.system.clock
+
+    def advance_time(self, duration: timedelta | float) -> FlowTestSupport:
+        """Move the test clock forward (a ``timedelta`` or seconds)."""
+        self._controlled().advance(duration)
+        return self
+
+    def change_time_to(self, moment: datetime | float) -> FlowTestSupport:
+        """Set the test clock to a moment."""
+        self._controlled().change_to(moment)
+        return self
+
+    def _controlled(self) -> ControlledClock:
+        clock = self.system.clock
+        if not isinstance(clock, ControlledClock):
+            raise TypeError(
+                f"the application runs on {type(clock).__qualname__}, not a ControlledClock; "
+                f"do not pass another clock in services= to control time"
+            )
+        return clock
+
     def run(self, name: str, *, handled_message_limit: int | None = None) -> FlowTestSupport:
-        """Process what is queued for the consumer ``name``, then return."""
+        """Process the messages of the consumer ``name`` that are due by the test clock, then
+        return. A handler failure propagates unless error handling takes the message."""
         self.system.run(
             name, handled_message_limit=handled_message_limit, finish_when_no_messages=True
         )
@@ -195,25 +227,47 @@ def bootstrap_flow_testing(
     scan: Iterable[str] = (),
     services: Iterable[object] | Mapping[str, object] = (),
     config: ServiceConfiguration | None = None,
+    enable_asynchronous_processing: Iterable[Any] | bool | None = None,
+    start_time: datetime | float | None = None,
 ) -> FlowTestSupport:
     """Bootstrap the application for a flow test: the real routing, interceptors and
-    conversion, with every command, event and query recorded.
+    conversion, with every command, event and query recorded, on a controllable clock.
+
+    Without ``enable_asynchronous_processing``, ``@asynchronous`` handlers run at once in the
+    caller. With it (channel declarations such as ``[QueueChannel("orders")]``, or ``True``
+    to use the channels of ``config``), their messages wait in the channels, serialized as in
+    production, until ``flow.run("orders")``.
 
     >>> flow = bootstrap_flow_testing(classes=[OrderService])  # doctest: +SKIP
     >>> flow.send_command(PlaceOrder("o-1")).get_recorded_events()  # doctest: +SKIP
     [OrderPlaced(order_id='o-1')]
     """
     recorder = MessageRecorder()
+    clock = ControlledClock(start_time)
+    config = config or ServiceConfiguration()
+    if enable_asynchronous_processing not in (None, False, True):
+        config = replace(
+            config,
+            extensions=[*config.extensions, *enable_asynchronous_processing],  # type: ignore[misc]
+        )
+    all_services: Any
     if isinstance(services, Mapping):
-        all_services: Any = {**services, "ecopy.flow_recorder": recorder}
+        given = list(services.values())
+        all_services = {**services, "ecopy.flow_recorder": recorder}
     else:
+        given = list(services)
         all_services = [*services, recorder]
-    system = bootstrap(
-        classes=[*classes, MessageRecorder],
-        scan=scan,
-        services=all_services,
-        config=config,
+    if not any(isinstance(service, Clock) for service in given):
+        if isinstance(all_services, dict):
+            all_services["ecopy.clock"] = clock
+        else:
+            all_services.append(clock)
+    builder = SystemBuilder(
+        config,
+        all_services,
+        asynchronous_inline=enable_asynchronous_processing in (None, False),
     )
+    system = builder.build([*classes, MessageRecorder], scan)
     return FlowTestSupport(system, recorder)
 
 
