@@ -1,9 +1,12 @@
 """Which aggregate (or saga) a message is for, compiled once per handler.
 
 Resolution order: an explicit ``identifier_mapping`` / ``identifier_metadata_mapping`` for the
-identifier; else the ``aggregate.id`` header (unless an ``aggregate.type`` header says it is the
-id of another kind of aggregate, as on the events an aggregate publishes); else a payload field
-with the identifier's name or a payload field marked ``TargetIdentifier(name)``.
+identifier; else the ``aggregate.id`` header; else a payload field with the identifier's name or
+a payload field marked ``TargetIdentifier(name)``.
+
+The ``aggregate.*`` headers on the events an aggregate publishes describe their source, so they
+never target an aggregate: the header counts only on messages sent with it (and an
+``aggregate.type`` header, when present, must name the target's type).
 
 Mapping paths are a tiny, safe syntax (no ``eval``): ``"payload.field.sub"`` or
 ``"headers.name"``.
@@ -106,8 +109,11 @@ def compile_identifier_resolver(
     def resolve(message: Message) -> dict[str, Any] | None:
         headers = message._headers
         header = headers.get(AGGREGATE_ID, _MISSING)
-        if header is not _MISSING and headers.get(AGGREGATE_TYPE, aggregate_type) != aggregate_type:
-            # The event was published by another aggregate: its id is not this one's.
+        if header is not _MISSING and (
+            AGGREGATE_VERSION in headers
+            or headers.get(AGGREGATE_TYPE, aggregate_type) != aggregate_type
+        ):
+            # An event published by an aggregate: the header names its source, not a target.
             header = _MISSING
         values: dict[str, Any] = {}
         for name, getter in getters:
