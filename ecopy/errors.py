@@ -82,6 +82,17 @@ class AggregateNotFound(EcopyError):
             f"Create it first, or declare the handler with drop_message_on_not_found=True."
         )
 
+    @classmethod
+    def in_test(cls, aggregate: str, identifier: object) -> AggregateNotFound:
+        error = cls.__new__(cls)
+        error.aggregate, error.identifier = aggregate, identifier
+        EcopyError.__init__(
+            error,
+            f"{aggregate} with identifier {identifier!r} does not exist in this flow test; "
+            f"create it with a command, or give it with with_state_for / with_events_for",
+        )
+        return error
+
 
 class IdentifierNotFound(EcopyError):
     """A message does not say which aggregate (or saga) it is for."""

@@ -59,8 +59,11 @@ class Container:
         return cached
 
     def implementations(self, port: type[Any]) -> list[Any]:
-        """Registered services that implement ``port`` (a runtime-checkable protocol)."""
-        return [instance for instance in self._instances if isinstance(instance, port)]
+        """Registered services that declare they implement ``port`` by subclassing it.
+
+        Explicit, not structural: a service that merely has methods with the same names
+        (``save``, ``load``...) must never be taken for a store."""
+        return [instance for instance in self._instances if port in type(instance).__mro__]
 
     def implementation(self, port: type[Any]) -> Any:
         found = self.implementations(port)

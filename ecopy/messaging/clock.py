@@ -17,7 +17,7 @@ class Clock(Protocol):
         """Wait ``seconds`` (a controllable clock moves itself instead)."""
 
 
-class SystemClock:
+class SystemClock(Clock):
     """Real time."""
 
     def now(self) -> float:
@@ -36,7 +36,7 @@ def as_timestamp(moment: datetime | float) -> float:
     return float(moment)
 
 
-class ControlledClock:
+class ControlledClock(Clock):
     """A clock that moves only when told to (or when a consumer sleeps on it).
 
     >>> clock = ControlledClock(datetime(2026, 1, 1, tzinfo=timezone.utc))

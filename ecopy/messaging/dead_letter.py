@@ -80,7 +80,7 @@ class DeadLetterStore(Protocol):
     def delete_all(self) -> int: ...
 
 
-class InMemoryDeadLetterStore:
+class InMemoryDeadLetterStore(DeadLetterStore):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: dict[str, DeadLetterEntry] = {}

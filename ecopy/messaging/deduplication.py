@@ -53,7 +53,7 @@ class DeduplicationStore(Protocol):
     def mark_handled(self, scope: str, key: str, expires_at: float) -> None: ...
 
 
-class InMemoryDeduplicationStore:
+class InMemoryDeduplicationStore(DeduplicationStore):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._keys: dict[tuple[str, str], float] = {}

@@ -21,7 +21,8 @@ from ecopy.messaging.declaration import (
 from ecopy.messaging.endpoint import EndpointInfo, Invoker
 from ecopy.messaging.message import Message
 
-F = TypeVar("F")
+# Bound, so that @command_handler("key") is not mistaken for the bare @command_handler.
+F = TypeVar("F", bound="Callable[..., Any] | classmethod[Any, Any, Any] | staticmethod[Any, Any]")
 
 
 def _interceptor(

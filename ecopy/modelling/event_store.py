@@ -17,6 +17,19 @@ from typing import Any, Protocol, runtime_checkable
 from ecopy.errors import ConcurrencyError
 
 
+def stale_version_message(what: str, identifier: str, current: int, expected: int) -> str:
+    """The explanation of a ``ConcurrencyError``, shared by every store."""
+    if expected == 0:
+        return (
+            f"{what} {identifier!r} already exists (version {current}); a factory cannot "
+            f"create it again: send an action for it instead"
+        )
+    return (
+        f"{what} {identifier!r} is at version {current}, but the change was based on version "
+        f"{expected}; reload it and try again"
+    )
+
+
 @dataclass(frozen=True)
 class NewEvent:
     """An event to append, with its metadata (the headers it is published with)."""
@@ -67,7 +80,7 @@ class SnapshotStore(Protocol):
     def load(self, stream: str, aggregate_id: str) -> Snapshot | None: ...
 
 
-class InMemoryEventStore:
+class InMemoryEventStore(EventStore):
     """An event store in memory. Thread-safe; the append check-and-write is atomic."""
 
     def __init__(self) -> None:
@@ -85,8 +98,7 @@ class InMemoryEventStore:
             current = existing[-1].version if existing else 0
             if current != expected_version:
                 raise ConcurrencyError(
-                    f"{stream} {aggregate_id!r} is at version {current}, but the change was "
-                    f"based on version {expected_version}; reload it and try again"
+                    stale_version_message(stream, aggregate_id, current, expected_version)
                 )
             stored = [
                 StoredEvent(
@@ -126,7 +138,7 @@ class InMemoryEventStore:
             return self._events[after_position : after_position + limit]
 
 
-class InMemorySnapshotStore:
+class InMemorySnapshotStore(SnapshotStore):
     """Snapshots in memory, kept as deep copies so later changes cannot leak into them."""
 
     def __init__(self) -> None:

@@ -12,7 +12,8 @@ from typing import Any, TypeVar, overload
 
 from ecopy.messaging.declaration import HandlerDeclaration, HandlerKind, declare, unwrap
 
-F = TypeVar("F")
+# Bound, so that @command_handler("key") is not mistaken for the bare @command_handler.
+F = TypeVar("F", bound="Callable[..., Any] | classmethod[Any, Any, Any] | staticmethod[Any, Any]")
 
 
 def _is_target(candidate: Any) -> bool:

@@ -18,6 +18,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from ecopy.errors import IdentifierNotFound
 from ecopy.messaging.message import Message
 from ecopy.modelling.aggregate import TargetIdentifier
 
@@ -131,6 +132,8 @@ def compile_identifier_resolver(
         return values
 
     where = ", ".join(f"{n} from {e}" for n, e in zip(identifiers, explained, strict=True))
+    if len(explicit) == len(identifiers):
+        return resolve, where
     return resolve, f"the {AGGREGATE_ID!r} header or {where}"
 
 
@@ -153,5 +156,7 @@ def as_identifier(identifiers: tuple[str, ...], value: Any) -> dict[str, Any]:
     if isinstance(value, Mapping):
         return {name: value[name] for name in identifiers}
     if len(identifiers) != 1:
-        raise ValueError(f"a composite identifier needs a dict with {', '.join(identifiers)}")
+        raise IdentifierNotFound(
+            f"a composite identifier needs a dict with {', '.join(identifiers)}, got {value!r}"
+        )
     return {identifiers[0]: value}

@@ -17,7 +17,12 @@ from typing import Any, Protocol, runtime_checkable
 from ecopy.errors import ConcurrencyError
 from ecopy.messaging.naming import type_name
 from ecopy.modelling.aggregate import AggregateDefinition
-from ecopy.modelling.event_store import EventStore, NewEvent, SnapshotStore
+from ecopy.modelling.event_store import (
+    EventStore,
+    NewEvent,
+    SnapshotStore,
+    stale_version_message,
+)
 from ecopy.modelling.identifier import identifier_key
 
 
@@ -48,7 +53,7 @@ class Repository(Protocol):
         returns the new version, or raises ``ConcurrencyError`` and stores nothing."""
 
 
-class InMemoryRepository:
+class InMemoryRepository(Repository):
     """State-stored aggregates in memory, as deep copies (a failed handler leaves no trace)."""
 
     def __init__(self) -> None:
@@ -78,9 +83,12 @@ class InMemoryRepository:
             current = self._documents.get(key, (0, None))[0]
             if current != expected_version:
                 raise ConcurrencyError(
-                    f"{aggregate_class.__qualname__} {identifier_key(identifier)!r} is at "
-                    f"version {current}, but the change was based on version {expected_version}; "
-                    f"reload it and try again"
+                    stale_version_message(
+                        aggregate_class.__qualname__,
+                        identifier_key(identifier),
+                        current,
+                        expected_version,
+                    )
                 )
             self._documents[key] = (expected_version + 1, stored)
         return expected_version + 1

@@ -173,11 +173,7 @@ class FlowTestSupport:
         """The current state of an aggregate; raises ``AggregateNotFound`` when missing."""
         found = self.system.aggregates.find(aggregate_class, identifier)
         if found is None:
-            raise AggregateNotFound(
-                aggregate=aggregate_class.__qualname__,
-                identifier=identifier,
-                handler="FlowTestSupport.get_aggregate",
-            )
+            raise AggregateNotFound.in_test(aggregate_class.__qualname__, identifier)
         return found
 
     def get_saga(self, saga_class: type[Any], identifier: Any) -> Any:
