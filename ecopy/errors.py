@@ -59,6 +59,31 @@ class MessageConversionError(EcopyError):
         )
 
 
+class HeaderConversionError(MessageConversionError):
+    """A header's value cannot be converted to the type a handler asks for."""
+
+    def __init__(
+        self,
+        *,
+        handler: str,
+        header: str,
+        value: object,
+        expected: str,
+        problems: Iterable[str],
+        message_id: str,
+    ) -> None:
+        self.handler = handler
+        self.expected = expected
+        self.problems = tuple(problems)
+        self.header = header
+        EcopyError.__init__(
+            self,
+            f"Header {header!r} of message {message_id} is {value!r}, which cannot be converted "
+            f"to {expected} for handler {handler}: {'; '.join(self.problems)}. Send the header "
+            f"as {expected}.",
+        )
+
+
 class MissingHeader(EcopyError):
     """A handler needs a header that the message does not carry."""
 

@@ -12,6 +12,7 @@ import inspect
 import os
 import sys
 import traceback
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -28,6 +29,26 @@ class AppLoadingError(click.ClickException):
     """The application could not be loaded; the command exits with status 1."""
 
     exit_code = 1
+
+
+@dataclass
+class ApplicationReference:
+    """The ``--app`` value given to the ``ecopy`` group, loaded lazily by each command that
+    needs the application (so ``--help`` never imports it)."""
+
+    reference: str | None
+
+    def load(self) -> MessagingSystem:
+        if not self.reference:
+            raise click.UsageError(
+                f"No application given: pass --app {APP_FORMAT} (e.g. --app shop.app:system) "
+                f"or set the {APP_ENVVAR} environment variable."
+            )
+        return load_system(self.reference)
+
+
+pass_application = click.make_pass_decorator(ApplicationReference)
+"""Decorator for a command taking the :class:`ApplicationReference` as its first argument."""
 
 
 def parse_app_reference(reference: str) -> tuple[str, str]:

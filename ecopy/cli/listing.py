@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rich.console import Console, RenderableType
-from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from ecopy.cli.console import console_for
 from ecopy.config.system import ConsumerInfo, MessagingSystem
 from ecopy.messaging.endpoint import EndpointInfo
 
@@ -68,16 +68,6 @@ def print_listing(system: MessagingSystem, console: Console | None = None) -> No
         Text(),
         *consumers_section(system.list_consumers()),
     ]
-    console = console or _console_for(renderables)
+    console = console or console_for(renderables)
     for renderable in renderables:
         console.print(renderable)
-
-
-def _console_for(renderables: list[RenderableType]) -> Console:
-    """A console that, when output is piped, is wide enough to keep every row on one line."""
-    console = Console()
-    if console.is_terminal:
-        return console
-    wide = Console(width=10_000)
-    needed = max(Measurement.get(wide, wide.options, r).maximum for r in renderables)
-    return Console(width=max(console.width, needed))

@@ -2,39 +2,26 @@
 
     ecopy --app shop.app:system list
     ECOPY_APP=shop.app:create_system ecopy graph --format mermaid
+    ecopy --app shop.app:system run orders --finish-when-no-messages
+    ecopy --app shop.app:system dead-letter list
 
 The application is loaded only by the commands that need it, so ``--help`` always works.
-Exit status: 0 on success, 2 for usage errors, 1 when the application cannot be loaded.
+Exit status: 0 on success, 2 for usage errors, 1 when the application cannot be loaded or a
+command fails (an unknown consumer or dead letter, for instance).
+
+Each command group lives in its own module (``running``, ``dead_letters``) and is added to
+:func:`cli` here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import click
 
-from ecopy.cli.app_loading import APP_ENVVAR, APP_FORMAT, load_system
+from ecopy.cli.app_loading import APP_ENVVAR, APP_FORMAT, ApplicationReference, pass_application
+from ecopy.cli.dead_letters import dead_letter_group
 from ecopy.cli.graph import render_mermaid, render_text, routing_graph
 from ecopy.cli.listing import print_listing
-from ecopy.config.system import MessagingSystem
-
-
-@dataclass
-class ApplicationReference:
-    """The ``--app`` value given to the group, resolved lazily by each command."""
-
-    reference: str | None
-
-    def load(self) -> MessagingSystem:
-        if not self.reference:
-            raise click.UsageError(
-                f"No application given: pass --app {APP_FORMAT} (e.g. --app shop.app:system) "
-                f"or set the {APP_ENVVAR} environment variable."
-            )
-        return load_system(self.reference)
-
-
-pass_application = click.make_pass_decorator(ApplicationReference)
+from ecopy.cli.running import run_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -74,6 +61,10 @@ def graph_command(application: ApplicationReference, output_format: str) -> None
     """Show the routing graph: buses → routes → endpoints → channels."""
     graph = routing_graph(application.load())
     click.echo(render_mermaid(graph) if output_format == "mermaid" else render_text(graph))
+
+
+cli.add_command(run_command)
+cli.add_command(dead_letter_group)
 
 
 def main() -> None:

@@ -368,6 +368,14 @@ class SystemBuilder:
             payload_types = tuple(
                 a for a in _union_members(annotation) if isinstance(a, type) and a is not object
             )
+            if isinstance(annotation, str):
+                self.problems.append(
+                    f"handler {name}: the annotation {annotation!r} of its first parameter "
+                    f"cannot be resolved; define {annotation} at module level (annotations of "
+                    f"classes defined inside functions cannot be resolved later with "
+                    f"'from __future__ import annotations')"
+                )
+                return None
             if not payload_types:
                 self.problems.append(
                     f"handler {name} routes by message class, but its first parameter is not "

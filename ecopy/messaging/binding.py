@@ -13,8 +13,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from ecopy.errors import MissingHeader
-from ecopy.messaging.conversion import PayloadConversion, _accepts_none, _strip_annotated
+from ecopy.errors import HeaderConversionError, MessageConversionError, MissingHeader
+from ecopy.messaging.conversion import (
+    PayloadConversion,
+    _accepts_none,
+    _strip_annotated,
+    describe_type,
+)
 from ecopy.messaging.coroutine import run_coroutine
 from ecopy.messaging.message import Message
 from ecopy.messaging.parameter import Header, Headers, Reference
@@ -168,12 +173,23 @@ class ArgumentBinder:
         fallback = parameter.default if has_default else None
         required = not parameter.optional
         target = parameter.annotation if parameter.annotated else Any
-        convert = self.conversion.converter(target, handler=f"{handler} (header {name!r})")
+        convert = self.conversion.converter(target, handler=handler, parse_json=False)
+        expected = describe_type(target)
 
         def header(message: Message) -> Any:
             headers = message._headers
             if name in headers:
-                return convert(headers[name])
+                try:
+                    return convert(headers[name])
+                except MessageConversionError as error:
+                    raise HeaderConversionError(
+                        handler=handler,
+                        header=name,
+                        value=headers[name],
+                        expected=expected,
+                        problems=error.problems,
+                        message_id=message.id,
+                    ) from error
             if required:
                 raise MissingHeader(handler=handler, header=name, message_id=message.id)
             return fallback

@@ -3,7 +3,8 @@
 DESIGN §3.1: a message sent while another is handled inherits the handled message's user
 headers (explicit headers win), keeps its ``correlation_id`` and gets ``parent_id`` set to the
 handled message's ``id``. The handled message lives in a context variable, so propagation is
-per thread and per asyncio task, and two messaging systems never see each other's messages.
+per thread and per asyncio task. Like trace context, it follows the call: a handler that sends
+through another messaging system's bus passes its headers on as well.
 """
 
 from __future__ import annotations

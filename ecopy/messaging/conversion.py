@@ -68,7 +68,7 @@ class PayloadConversion:
             raise adapter
         return adapter
 
-    def converter(self, target: Any, *, handler: str) -> Converter:
+    def converter(self, target: Any, *, handler: str, parse_json: bool = True) -> Converter:
         """A function turning a payload into ``target`` for ``handler``.
 
         Instances of ``target`` pass through; dicts and other Python values are validated
@@ -80,7 +80,7 @@ class PayloadConversion:
         members = tuple(m for m in _union_members(target) if isinstance(m, type))
         exact = members if members and typing.get_origin(target) is not Literal else None
         # Text goes through as text when the target accepts text; otherwise it is JSON.
-        textual = any(member in (str, bytes, bytearray) for member in _union_members(target))
+        textual = not parse_json or any(member in (str, bytes, bytearray) for member in _union_members(target))
         expected = describe_type(target)
         nullable = _accepts_none(target)
 
@@ -103,7 +103,7 @@ class PayloadConversion:
                     handler=handler,
                     expected=expected,
                     payload_type=type(value).__qualname__,
-                    problems=_validation_problems(error),
+                    problems=_validation_problems(error, "payload" if parse_json else "value"),
                 ) from error
             except Exception as error:
                 raise MessageConversionError(
@@ -116,9 +116,9 @@ class PayloadConversion:
         return convert
 
 
-def _validation_problems(error: ValidationError) -> list[str]:
+def _validation_problems(error: ValidationError, whole: str = "payload") -> list[str]:
     problems = []
     for detail in error.errors(include_url=False):
-        location = ".".join(str(part) for part in detail.get("loc", ())) or "payload"
+        location = ".".join(str(part) for part in detail.get("loc", ())) or whole
         problems.append(f"field {location!r}: {detail.get('msg', 'invalid')}")
     return problems

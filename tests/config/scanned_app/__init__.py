@@ -1,0 +1,1 @@
+"""A tiny application found by ``scan=["tests.config.scanned_app"]``."""
