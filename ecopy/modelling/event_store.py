@@ -123,7 +123,8 @@ class InMemoryEventStore(EventStore):
     def load(self, stream: str, aggregate_id: str, from_version: int = 1) -> list[StoredEvent]:
         with self._lock:
             events = self._by_aggregate.get((stream, aggregate_id), [])
-            return [e for e in events if e.version >= from_version]
+            # Versions are 1, 2, 3... in order, so a version is an index.
+            return events[max(from_version, 1) - 1 :]
 
     def aggregate_ids(self, stream: str) -> list[str]:
         with self._lock:
