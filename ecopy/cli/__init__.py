@@ -1,1 +1,1 @@
-"""The ``ecopy`` command line: ``ecopy --app module:attribute list | graph``."""
+"""The ``ecopy`` command line: ``ecopy --app module:attribute list | graph | run | dead-letter``."""

@@ -172,7 +172,7 @@ def delete_command(
             return
         if not yes:
             which = "the only dead letter" if total == 1 else f"all {total} dead letters"
-            click.confirm(f"Delete {which}? They cannot be replayed afterwards.", abort=True)
+            click.confirm(f"Delete {which}? A deleted one cannot be replayed.", abort=True)
         deleted = gateway.delete_all()
     click.echo(f"Deleted {_count(deleted)}.")
 

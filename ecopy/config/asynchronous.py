@@ -119,11 +119,12 @@ def sending_invoker(
             if resolved is not None:
                 headers[AGGREGATE_ID] = public_identifier(resolved)
                 headers[AGGREGATE_TYPE] = aggregate_type
-        now = clock.now()
+        due = now = clock.now()
         if delivery.delay is not None:
-            headers[DELIVER_AT] = deliver_at(delivery.delay, now)
+            due = headers[DELIVER_AT] = deliver_at(delivery.delay, now)
         if delivery.time_to_live is not None:
-            headers[EXPIRES_AT] = now + delivery.time_to_live
+            # The time to live counts from when the message is due, not from when it was sent.
+            headers[EXPIRES_AT] = max(due, now) + delivery.time_to_live
         if delivery.priority:
             headers[PRIORITY] = delivery.priority
         addressed = message.with_headers(headers)
@@ -148,10 +149,9 @@ def build_consumers(
     retry = settings.instant_retry
 
     def handling(endpoint: Endpoint) -> Invoker:
-        return collecting(
-            instantly_retrying(
-                endpoint.handle, retry.asynchronous_retries, retry.asynchronous_exceptions
-            )
+        # Each attempt collects its own sends: a failed attempt's sends are dropped with it.
+        return instantly_retrying(
+            collecting(endpoint.handle), retry.asynchronous_retries, retry.asynchronous_exceptions
         )
 
     consumers: dict[str, Consumer] = {}

@@ -33,7 +33,13 @@ from ecopy.messaging.clock import Clock, SystemClock
 from ecopy.messaging.collector import collecting
 from ecopy.messaging.consumer import Consumer, PollingMetadata
 from ecopy.messaging.conversion import PayloadConversion
-from ecopy.messaging.dead_letter import DeadLetter, DeadLetterStore, InMemoryDeadLetterStore
+from ecopy.messaging.coroutine import awaited
+from ecopy.messaging.dead_letter import (
+    DEAD_LETTER_CHANNEL,
+    DeadLetter,
+    DeadLetterStore,
+    InMemoryDeadLetterStore,
+)
 from ecopy.messaging.declaration import HandlerDeclaration, class_markers
 from ecopy.messaging.deduplication import (
     DeduplicationStore,
@@ -471,6 +477,18 @@ class SystemBuilder:
                     f"@internal_handler({info.output_channel!r}) or a channel with that name"
                 )
         channels = modifiers.get("asynchronous")
+        if channels is not None and info.kind == "query":
+            self.problems.append(
+                f"query handler {info.handler} is @asynchronous, but a query must answer its "
+                f"caller; remove @asynchronous"
+            )
+            channels = None
+        for option in ("delayed", "time_to_live"):
+            if option in modifiers and channels is None:
+                self.problems.append(
+                    f"handler {info.handler} has @{option} but is not @asynchronous; delivery "
+                    f"options apply to messages sent to a channel"
+                )
         if channels is None or self.asynchronous_inline:
             return Endpoint(info, compile_chain(core, info, interceptors), output)
         return self._asynchronous(definition, core, interceptors, output, channels)
@@ -514,6 +532,38 @@ class SystemBuilder:
         presends = [i for i in interceptors if i.kind == "presend"]
         return Endpoint.sending(info, compile_chain(sender, info, presends))
 
+    def _scheduled_call(self, member: DeclaredMember) -> Callable[[], Any]:
+        """A scheduled method with its parameters bound like a handler's (services, buses)."""
+        target = self._bound(member)
+        parameters = parameters_of(
+            member.function, skip_first=member.binding in ("instance", "class")
+        )
+        resolvers, _, problems = self.binder.bind(
+            parameters, handler=f"scheduled {member.name}", payload="none"
+        )
+        self.problems.extend(problems)
+        call = compile_call(target, resolvers) if target is not None else None
+        tick = Message(None)
+        return lambda: call(tick) if call is not None else None
+
+    def _check_error_handling(self) -> None:
+        known = {handler.error_channel for handler in self.asynchronous.error_handlers}
+        for handler in self.asynchronous.error_handlers:
+            target = handler.dead_letter_channel
+            if target not in (None, DEAD_LETTER_CHANNEL) and target not in self.channels:
+                self.problems.append(
+                    f"ErrorHandlerConfiguration({handler.error_channel!r}) sends failed messages "
+                    f"to channel {target!r}, which does not exist; declare it, or leave "
+                    f"dead_letter_channel as the default dead-letter store"
+                )
+        for metadata in self.asynchronous.polling.values():
+            if metadata.error_channel is not None and metadata.error_channel not in known:
+                self.problems.append(
+                    f"PollingMetadata({metadata.endpoint_id!r}) uses error channel "
+                    f"{metadata.error_channel!r}, but no ErrorHandlerConfiguration has it; known: "
+                    f"{', '.join(sorted(known)) or 'none'}"
+                )
+
     def _channel_named(self, name: str) -> MessageChannel:
         channel = self.channels.get(name)
         if channel is None:
@@ -531,7 +581,7 @@ class SystemBuilder:
             parameters, handler=definition.info.handler, payload=definition.payload_mode
         )
         self.problems.extend(problems)
-        function = member.function
+        function = awaited(member.function, definition.info.handler)
         arguments = tuple(resolvers)
         call: Any
         if member.binding == "instance":
@@ -610,7 +660,7 @@ class SystemBuilder:
             request_channel, endpoint_id, cron, fixed_rate_ms = member.declarations.modifiers[
                 "scheduled"
             ]
-            produce = self._bound(member)
+            produce = self._scheduled_call(member)
             channel = self.channels.get(request_channel)
             if channel is None:
                 self.problems.append(
@@ -628,7 +678,9 @@ class SystemBuilder:
                 self.clock,
                 cron=cron,
                 fixed_rate_ms=fixed_rate_ms,
+                metadata=self.asynchronous.polling.get(endpoint_id),
             )
+        self._check_error_handling()
         for name in self.asynchronous.polling:
             if name not in consumers:
                 self.problems.append(

@@ -48,7 +48,7 @@ class Container:
         return False, None
 
     def find_by_type(self, annotation: Any) -> tuple[bool, Any]:
-        if not isinstance(annotation, type) or annotation is object:
+        if not isinstance(annotation, type) or annotation in (object, Any):
             return False, None
         cached = self._by_type_cache.get(annotation)
         if cached is None:

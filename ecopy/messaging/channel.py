@@ -166,9 +166,13 @@ class InMemoryQueue:
 
     def return_message(self, message: Message) -> None:
         """Put a message that could not be handled back at the head of the queue."""
+        headers = message._headers
+        body = self._serializer.serialize(message)
+        priority = int(headers.get(PRIORITY, 0) or 0)
         with self._lock:
-            body = self._serializer.serialize(message)
-            heapq.heappush(self._ready, (0, next(self._front), body, None))
+            heapq.heappush(
+                self._ready, (-priority, next(self._front), body, headers.get(EXPIRES_AT))
+            )
 
     def __len__(self) -> int:
         with self._lock:

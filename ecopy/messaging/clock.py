@@ -63,7 +63,10 @@ class ControlledClock(Clock):
     def advance(self, duration: timedelta | float) -> None:
         seconds = duration.total_seconds() if isinstance(duration, timedelta) else duration
         if seconds < 0:
-            raise ValueError("a clock cannot go back; use change_to() to set an earlier time")
+            raise ValueError(
+                "a clock cannot go back; set an earlier time with change_time_to() on the flow "
+                "(ControlledClock.change_to())"
+            )
         with self._lock:
             self._now += seconds
 

@@ -239,8 +239,15 @@ class PollingConsumer(ConsumerLoop):
         )
         if target is None:
             return
-        if target != DEAD_LETTER_CHANNEL and self._channel_named is not None:
-            self._channel_named(target).send(failed)
+        if (
+            target != DEAD_LETTER_CHANNEL
+            and self._channel_named is not None
+            and not isinstance(error, NoEndpointForMessage)
+        ):
+            # Addressed to the dead-letter channel's own handler, not the one that failed.
+            self._channel_named(target).send(
+                failed.with_headers({ENDPOINT_ID: None, CHANNEL: target, RETRY_COUNT: None})
+            )
             return
         self._store_dead_letter(
             self._serializer.serialize(failed),

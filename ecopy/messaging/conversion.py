@@ -80,7 +80,9 @@ class PayloadConversion:
         members = tuple(m for m in _union_members(target) if isinstance(m, type))
         exact = members if members and typing.get_origin(target) is not Literal else None
         # Text goes through as text when the target accepts text; otherwise it is JSON.
-        textual = not parse_json or any(member in (str, bytes, bytearray) for member in _union_members(target))
+        textual = not parse_json or any(
+            member in (str, bytes, bytearray) for member in _union_members(target)
+        )
         expected = describe_type(target)
         nullable = _accepts_none(target)
 

@@ -9,8 +9,10 @@ the awaitable bus facades there instead.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import inspect
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ecopy.errors import EcopyError
@@ -18,24 +20,52 @@ from ecopy.errors import EcopyError
 _local = threading.local()
 
 
+class _ThreadLoop:
+    """Owns one thread's loop and closes it when the thread (and its locals) go away."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def __del__(self) -> None:
+        if not self.loop.is_closed():
+            self.loop.close()
+
+
 def thread_loop() -> asyncio.AbstractEventLoop:
     """The event loop that runs coroutine handlers in this thread."""
-    loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
-    if loop is None or loop.is_closed():
-        loop = asyncio.new_event_loop()
-        _local.loop = loop
-    return loop
+    owner: _ThreadLoop | None = getattr(_local, "owner", None)
+    if owner is None or owner.loop.is_closed():
+        owner = _ThreadLoop()
+        _local.owner = owner
+    return owner.loop
 
 
 def run_coroutine(coroutine: Coroutine[Any, Any, Any], handler: str) -> Any:
     """Await ``coroutine`` to completion and return its result."""
     try:
-        asyncio.get_running_loop()
+        running = asyncio.get_running_loop()
     except RuntimeError:
         return thread_loop().run_until_complete(coroutine)
+    owner: _ThreadLoop | None = getattr(_local, "owner", None)
+    if owner is not None and running is owner.loop:
+        # An async handler called, through a synchronous bus, from another async handler that
+        # ecopy itself is awaiting: this loop is ecopy's own and may wait for a helper thread.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as helper:
+            return helper.submit(asyncio.run, coroutine).result()
     coroutine.close()
     raise EcopyError(
         f"async handler {handler} was called through a synchronous bus from inside a running "
         f"event loop, which would block it; await the Async bus facade (AsyncCommandBus, "
         f"AsyncEventBus, AsyncQueryBus) instead"
     )
+
+
+def awaited(function: Callable[..., Any], handler: str) -> Callable[..., Any]:
+    """``function`` itself, or, for an ``async def``, a function that awaits it."""
+    if not inspect.iscoroutinefunction(function):
+        return function
+
+    def call(*arguments: Any) -> Any:
+        return run_coroutine(function(*arguments), handler)
+
+    return call

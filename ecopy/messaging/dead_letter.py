@@ -8,21 +8,30 @@ that endpoint only, re-serialized for the channel.
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, runtime_checkable
 
 from ecopy.errors import EcopyError
 from ecopy.messaging.channel import MessageChannel
-from ecopy.messaging.delivery import DELIVER_AT, RETRY_COUNT
-from ecopy.messaging.message import Message, new_message_id
+from ecopy.messaging.delivery import DELIVER_AT, EXPIRES_AT, RETRY_COUNT
+from ecopy.messaging.message import Message
 from ecopy.messaging.serialization import MessageSerializer
 
 DEAD_LETTER_CHANNEL: Final = "ecopy.dead_letter"
 EXCEPTION_TYPE: Final = "ecopy.exception.type"
 EXCEPTION_MESSAGE: Final = "ecopy.exception.message"
 EXCEPTION_TRACEBACK: Final = "ecopy.exception.traceback"
+
+
+# A replayed message starts afresh: no retries counted, no delay, no expiry, no failure.
+_NOT_REPLAYED = frozenset(
+    {RETRY_COUNT, DELIVER_AT, EXPIRES_AT, EXCEPTION_TYPE, EXCEPTION_MESSAGE, EXCEPTION_TRACEBACK}
+)
+logger = logging.getLogger("ecopy.dead_letter")
 
 
 @dataclass(frozen=True)
@@ -123,12 +132,14 @@ def new_entry(
     failed_at: float,
 ) -> DeadLetterEntry:
     return DeadLetterEntry(
-        id=new_message_id(),
+        id=str(uuid.uuid4()),
         channel=channel,
         endpoint_id=endpoint_id,
         message_id=message_id,
         body=body,
-        exception_type=type(error).__qualname__ if isinstance(error, BaseException) else "Error",
+        exception_type=type(error).__qualname__
+        if isinstance(error, BaseException)
+        else "UndeliverableMessage",
         exception_message=str(error),
         traceback=traceback,
         failed_at=failed_at,
@@ -137,6 +148,10 @@ def new_entry(
 
 class DeadLetterNotFound(EcopyError):
     pass
+
+
+class UnreplayableDeadLetter(EcopyError):
+    """The stored body is not a readable message (it was undeliverable in the first place)."""
 
 
 class DeadLetter:
@@ -172,28 +187,30 @@ class DeadLetter:
         try:
             message = self._serializer.deserialize(entry.body)
         except EcopyError as error:
-            raise EcopyError(
+            raise UnreplayableDeadLetter(
                 f"dead letter {entry_id} cannot be replayed: its body is not a readable message "
                 f"({error}); inspect it with `ecopy dead-letter show {entry_id}` and delete it"
             ) from error
-        headers = {
-            key: value
-            for key, value in message.headers.items()
-            if key
-            not in (RETRY_COUNT, DELIVER_AT, EXCEPTION_TYPE, EXCEPTION_MESSAGE, EXCEPTION_TRACEBACK)
-        }
+        headers = {key: value for key, value in message.headers.items() if key not in _NOT_REPLAYED}
         self._channel(entry.channel).send(Message(message.payload, headers))
         self.store.delete(entry_id)
 
     def replay_all(self) -> int:
-        replayed = 0
+        """Replay every readable dead letter; returns how many. Unreadable ones stay (and are
+        logged) for ``show`` and ``delete``."""
+        replayed, skipped = 0, 0
         while True:
-            entries = self.store.list(limit=100)
+            entries = self.store.list(limit=100, offset=skipped)
             if not entries:
                 return replayed
             for entry in entries:
-                self.replay(entry.id)
-                replayed += 1
+                try:
+                    self.replay(entry.id)
+                except UnreplayableDeadLetter as error:
+                    logger.warning("%s", error)
+                    skipped += 1
+                else:
+                    replayed += 1
 
     def delete(self, entry_id: str) -> None:
         if not self.store.delete(entry_id):

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from ecopy.errors import EcopyError
 from ecopy.messaging.clock import Clock
 from ecopy.messaging.declaration import declare
 from ecopy.messaging.endpoint import Invoker
@@ -37,6 +38,14 @@ def deduplicated(
     ``@deduplicated(key=lambda message: message.payload.order_id)`` a computed key.
     """
 
+    if key is not None and not callable(key):
+        raise TypeError(
+            f"@deduplicated(key=...) takes a function of the message, got {key!r}; for a "
+            f'header use @deduplicated("{key}")'
+        )
+    if key is not None and isinstance(header, str):
+        raise TypeError("@deduplicated takes a header name or key=, not both")
+
     def decorate(target: F, header_name: str | None = None) -> F:
         declare(target).modifiers["deduplicated"] = (header_name, key, tracking_name)
         return target
@@ -44,6 +53,10 @@ def deduplicated(
     if header is None or isinstance(header, str):
         return lambda target: decorate(target, header)
     return decorate(header)
+
+
+class DeduplicationKeyError(EcopyError):
+    pass
 
 
 @runtime_checkable
@@ -102,7 +115,13 @@ def deduplicating(
     expire_after: float,
 ) -> Invoker:
     def handle(message: Message) -> Any:
-        value = key(message)
+        try:
+            value = key(message)
+        except Exception as error:
+            raise DeduplicationKeyError(
+                f"the deduplication key of {scope} failed for message {message.id}: "
+                f"{type(error).__name__}: {error}"
+            ) from error
         if value is None:
             return core(message)
         text = str(value)

@@ -26,12 +26,19 @@ RETRY_COUNT: Final = "ecopy.retry_count"
 def asynchronous(channels: str | Sequence[str]) -> Callable[[F], F]:
     """Handle the message later, from ``channels`` (a name, or a list: sent through each in
     turn, then handled), in a consumer: ``@asynchronous("orders")``."""
-    names = [channels] if isinstance(channels, str) else list(channels)
-    if not names or not all(isinstance(n, str) and n for n in names):
-        raise TypeError(f"@asynchronous needs channel names, got {channels!r}")
+    names: Any = [channels] if isinstance(channels, str) else channels
+    if (
+        not isinstance(names, (list, tuple))
+        or not names
+        or not all(isinstance(n, str) and n for n in names)
+    ):
+        raise TypeError(
+            f"@asynchronous needs a channel name or a list of them, got {channels!r}: "
+            f'e.g. @asynchronous("orders")'
+        )
 
     def decorate(target: F) -> F:
-        declare(target).modifiers["asynchronous"] = tuple(names)
+        declare(target).modifiers["asynchronous"] = tuple(names)  # a list or tuple of names
         return target
 
     return decorate
@@ -44,6 +51,12 @@ def _seconds(value: float | timedelta) -> float:
 def delayed(delay: float | timedelta | datetime) -> Callable[[F], F]:
     """Deliver the handler's message after ``delay`` seconds (or a ``timedelta``), or at a
     moment (a ``datetime``; a past moment is due at once)."""
+    if not isinstance(delay, datetime) and (
+        isinstance(delay, bool)
+        or not isinstance(delay, (int, float, timedelta))
+        or _seconds(delay) < 0
+    ):
+        raise TypeError(f"@delayed needs seconds >= 0, a timedelta or a datetime, got {delay!r}")
 
     def decorate(target: F) -> F:
         declare(target).modifiers["delayed"] = delay
@@ -54,6 +67,9 @@ def delayed(delay: float | timedelta | datetime) -> Callable[[F], F]:
 
 def time_to_live(ttl: float | timedelta) -> Callable[[F], F]:
     """Drop the handler's message (logged) if it is not handled within ``ttl``."""
+
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float, timedelta)) or _seconds(ttl) <= 0:
+        raise TypeError(f"@time_to_live needs seconds > 0 or a timedelta, got {ttl!r}")
 
     def decorate(target: F) -> F:
         declare(target).modifiers["time_to_live"] = _seconds(ttl)

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from croniter import croniter
 
 from ecopy.messaging.clock import Clock
-from ecopy.messaging.consumer import ConsumerLimits, ConsumerLoop
+from ecopy.messaging.consumer import ConsumerLimits, ConsumerLoop, PollingMetadata
 from ecopy.messaging.declaration import declare
 
 F = TypeVar("F")
@@ -56,8 +56,10 @@ class ScheduledConsumer(ConsumerLoop):
         *,
         cron: str | None,
         fixed_rate_ms: int | None,
+        metadata: PollingMetadata | None = None,
     ) -> None:
         super().__init__(name, clock)
+        self.metadata = metadata
         self._produce = produce
         self._send = send
         self._cron = cron

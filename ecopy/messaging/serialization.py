@@ -9,10 +9,9 @@ are ever instantiated from an envelope.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
-from pydantic_core import to_jsonable_python
+from pydantic_core import from_json, to_json
 
 from ecopy.errors import EcopyError
 from ecopy.messaging.conversion import PayloadConversion
@@ -45,14 +44,8 @@ class MessageSerializer:
             if self.names.resolve(kind) is None:
                 self.names.register(type(payload))
         try:
-            return json.dumps(
-                {
-                    "type": kind,
-                    "payload": to_jsonable_python(payload),
-                    "headers": to_jsonable_python(dict(message.headers)),
-                },
-                separators=(",", ":"),
-            )
+            envelope = {"type": kind, "payload": payload, "headers": message._headers}
+            return to_json(envelope).decode()
         except Exception as error:
             raise MessageSerializationError(
                 f"message {message.id} with a {type(payload).__qualname__} payload cannot be "
@@ -62,7 +55,7 @@ class MessageSerializer:
 
     def deserialize(self, data: str | bytes) -> Message:
         try:
-            envelope = json.loads(data)
+            envelope = from_json(data)
         except (ValueError, UnicodeDecodeError) as error:
             raise MessageDeserializationError(f"malformed JSON in message: {error}") from error
         if not isinstance(envelope, dict) or not isinstance(envelope.get("headers"), dict):

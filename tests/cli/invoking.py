@@ -13,8 +13,10 @@ SAMPLE_APP = "tests.cli.sample_app:system"
 Invoke = Callable[..., Result]
 
 
-def invoke_ecopy(*args: str, env: dict[str, str | None] | None = None) -> Result:
-    """Run ``ecopy ARGS``; ``ECOPY_APP`` is unset unless ``env`` sets it, so the developer's
-    shell cannot leak into a test."""
+def invoke_ecopy(
+    *args: str, env: dict[str, str | None] | None = None, input: str | None = None
+) -> Result:
+    """Run ``ecopy ARGS``, with ``input`` as what the user types; ``ECOPY_APP`` is unset
+    unless ``env`` sets it, so the developer's shell cannot leak into a test."""
     environment: dict[str, str | None] = {"ECOPY_APP": None, **(env or {})}
-    return CliRunner().invoke(cli, list(args), env=environment, prog_name="ecopy")
+    return CliRunner().invoke(cli, list(args), env=environment, prog_name="ecopy", input=input)
