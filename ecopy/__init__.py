@@ -29,7 +29,7 @@ from ecopy.messaging.dead_letter import (
     DeadLetterStore,
     InMemoryDeadLetterStore,
 )
-from ecopy.messaging.declaration import marker
+from ecopy.messaging.declaration import Marker, marker
 from ecopy.messaging.deduplication import (
     DeduplicationStore,
     InMemoryDeduplicationStore,
@@ -116,6 +116,7 @@ __all__ = [
     "InMemorySnapshotStore",
     "InstantRetryConfiguration",
     "Loaded",
+    "Marker",
     "Message",
     "MessageConversionError",
     "MessagingSystem",

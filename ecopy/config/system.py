@@ -91,11 +91,15 @@ class MessagingSystem:
         for name, consumer in self._consumers.items():
             if isinstance(consumer, PollingConsumer):
                 channel = consumer.channel.name
-                served = tuple(consumer.handlers) + (
-                    tuple(
-                        e.info.endpoint_id
-                        for e in self._endpoints
-                        if e.info.kind == "internal" and e.info.input_channel == channel
+                served = (
+                    tuple(consumer.handlers)
+                    + tuple(consumer.forwards)
+                    + (
+                        tuple(
+                            e.info.endpoint_id
+                            for e in self._endpoints
+                            if e.info.kind == "internal" and e.info.input_channel == channel
+                        )
                     )
                 )
             else:

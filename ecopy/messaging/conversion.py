@@ -94,7 +94,7 @@ class PayloadConversion:
             try:
                 adapter = self.adapter(target)
                 if isinstance(value, (str, bytes, bytearray)) and not textual:
-                    return adapter.validate_json(value)
+                    return _from_text(adapter, value)
                 if not isinstance(value, _PLAIN):
                     # Another class (a published event seen by a handler typed otherwise):
                     # convert through its JSON form, as it would arrive from a broker.
@@ -116,6 +116,20 @@ class PayloadConversion:
                 ) from error
 
         return convert
+
+
+def _from_text(adapter: TypeAdapter[Any], value: str | bytes | bytearray) -> Any:
+    """Text is JSON when it parses as JSON; otherwise it is the value itself (an enum member's
+    value, a UUID, a date...)."""
+    try:
+        return adapter.validate_json(value)
+    except ValidationError as as_json:
+        if str(value).lstrip()[:1] in ("{", "["):
+            raise
+        try:
+            return adapter.validate_python(value)
+        except ValidationError:
+            raise as_json from None
 
 
 def _validation_problems(error: ValidationError, whole: str = "payload") -> list[str]:

@@ -55,8 +55,9 @@ def run_coroutine(coroutine: Coroutine[Any, Any, Any], handler: str) -> Any:
     coroutine.close()
     raise EcopyError(
         f"async handler {handler} was called through a synchronous bus from inside a running "
-        f"event loop, which would block it; await the Async bus facade (AsyncCommandBus, "
-        f"AsyncEventBus, AsyncQueryBus) instead"
+        f"event loop, which would block it; await app.async_command_bus / async_event_bus / "
+        f"async_query_bus (or take AsyncCommandBus, AsyncEventBus, AsyncQueryBus as a "
+        f"parameter) instead"
     )
 
 

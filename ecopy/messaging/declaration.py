@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+_T = TypeVar("_T")
 
 _ATTRIBUTE = "__ecopy__"
 _CLASS_MARKERS = "__ecopy_markers__"
@@ -83,6 +85,22 @@ def class_markers(cls: type[Any]) -> list[object]:
     return markers
 
 
+class Marker:
+    """Optional base class for markers, typed for mypy: ``class Audited(Marker): ...`` then
+    ``@Audited()`` on handlers. Equivalent to decorating the class with ``@marker``."""
+
+    __ecopy_marker__ = True
+
+    def __call__(self, target: _T) -> _T:
+        if isinstance(target, type):
+            own = list(target.__dict__.get(_CLASS_MARKERS, ()))
+            own.append(self)
+            setattr(target, _CLASS_MARKERS, tuple(own))
+        else:
+            declare(target).markers.append(self)
+        return target
+
+
 def marker(cls: type[Any]) -> type[Any]:
     """Turn a class into a marker: its instances decorate handlers and handler classes.
 
@@ -98,16 +116,7 @@ def marker(cls: type[Any]) -> type[Any]:
     ...     def handle(self, command: dict) -> None: ...
     """
 
-    def attach(self: object, target: Any) -> Any:
-        if isinstance(target, type):
-            own = list(target.__dict__.get(_CLASS_MARKERS, ()))
-            own.append(self)
-            setattr(target, _CLASS_MARKERS, tuple(own))
-        else:
-            declare(target).markers.append(self)
-        return target
-
-    setattr(cls, "__call__", attach)  # noqa: B010 - a method assigned on purpose
+    setattr(cls, "__call__", Marker.__call__)  # noqa: B010 - a method assigned on purpose
     setattr(cls, "__ecopy_marker__", True)  # noqa: B010
     return cls
 

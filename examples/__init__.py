@@ -1,0 +1,1 @@
+"""Runnable example applications. ``python -m examples.shop`` is the Quick start demo."""
