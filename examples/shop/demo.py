@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
 from ecopy import (
     EcopyError,
+    ErrorHandlerConfiguration,
     Message,
     MessagingSystem,
+    QueueChannel,
+    RetryTemplate,
     ServiceConfiguration,
     bootstrap,
 )
 from examples.shop.domain import GetOrder, PlaceOrder
 from examples.shop.handlers import EventJournal
 from examples.shop.interceptors import AuditLog
-from examples.shop.state import Catalogue, Mailbox, OrderBook, Warehouse
+from examples.shop.state import Catalogue, InvoicePrinter, Mailbox, OrderBook, Warehouse
 
 Output = Callable[[str], Any]
 
@@ -31,19 +35,30 @@ class Shop:
     mailbox: Mailbox = field(default_factory=Mailbox)
     audit: AuditLog = field(default_factory=AuditLog)
     journal: EventJournal = field(default_factory=EventJournal)
+    printer: InvoicePrinter = field(default_factory=InvoicePrinter)
     errors: list[EcopyError | Exception] = field(default_factory=list)
 
 
 def create_shop() -> Shop:
     """Bootstrap the shop on the embedded default: everything in memory."""
     book, warehouse, mailbox = OrderBook(), Warehouse({"book": 3, "pen": 10}), Mailbox()
-    audit, journal = AuditLog(), EventJournal()
+    audit, journal, printer = AuditLog(), EventJournal(), InvoicePrinter()
     app = bootstrap(
         scan=["examples.shop"],
-        services=[Catalogue({"book": 1250, "pen": 199}), book, warehouse, mailbox, audit, journal],
-        config=ServiceConfiguration(service_name="shop"),
+        services=[
+            Catalogue({"book": 1250, "pen": 199}),
+            *(book, warehouse, mailbox, audit, journal, printer),
+        ],
+        config=ServiceConfiguration(
+            service_name="shop",
+            extensions=[
+                QueueChannel("invoices"),
+                # A failed invoice is retried once at once, then kept as a dead letter.
+                ErrorHandlerConfiguration("errorChannel", RetryTemplate.fixed(0, 1)),
+            ],
+        ),
     )
-    return Shop(app, book, warehouse, mailbox, audit, journal)
+    return Shop(app, book, warehouse, mailbox, audit, journal, printer)
 
 
 def create_app() -> MessagingSystem:
@@ -51,8 +66,29 @@ def create_app() -> MessagingSystem:
     return create_shop().app
 
 
+class _StoryLog(logging.Handler):
+    """Puts what ecopy logs (retries, dead letters) into the story."""
+
+    def __init__(self, out: Output) -> None:
+        super().__init__(logging.WARNING)
+        self.out = out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.out(f"   [ecopy log] {record.getMessage()}")
+
+
 def main(out: Output = print) -> Shop:
     """Run the demo, printing the story to ``out``; returns the shop for inspection."""
+    story_log = _StoryLog(out)
+    ecopy_log = logging.getLogger("ecopy")
+    ecopy_log.addHandler(story_log)
+    try:
+        return _tell(out)
+    finally:
+        ecopy_log.removeHandler(story_log)
+
+
+def _tell(out: Output) -> Shop:
     shop = create_shop()
     app = shop.app
     out(f"ecopy shop demo: application {app.service_name!r}, {len(app.endpoints())} endpoints")
@@ -103,22 +139,44 @@ def main(out: Output = print) -> Shop:
             "order.cancel", '{"order_id": "o-1", "reason": "changed my mind"}', headers=acme_alice
         ),
     )
+    out("Asynchronous work: invoices are printed by the consumer of the 'invoices' queue.")
+    out("")
+    shop.printer.has_paper = False
+    invoices = app.channel("invoices")
+    queued = len(invoices) if isinstance(invoices, Sized) else "some"
+    out(f"9. the printer is out of paper; run the 'invoices' consumer ({queued} queued)")
+    handled = app.run("invoices", finish_when_no_messages=True)
+    out(f"   {handled} deliveries: each invoice failed, was retried once, failed again")
+    for letter in app.dead_letter.list():
+        out(
+            f"   dead letter for {letter.endpoint_id}: {letter.exception_type}: "
+            f"{letter.exception_message} (order {letter.payload['order_id']})"
+        )
+    out("")
+    shop.printer.has_paper = True
+    out("10. paper refilled: replay the dead letters and run the consumer again")
+    replayed = app.dead_letter.replay_all()
+    handled = app.run("invoices", finish_when_no_messages=True)
+    out(f"   replayed {replayed}, handled {handled}, dead letters left {app.dead_letter.count()}")
+    for invoice in shop.printer.printed:
+        out(f"   printed: {invoice}")
+    out("")
     out("What happens on bad input:")
     out("")
     step(
-        "6. carol@acme orders 0 pens (the @before validation refuses it)",
+        "11. carol@acme orders 0 pens (the @before validation refuses it)",
         lambda: app.command_bus.send(
             PlaceOrder("o-2", "pen", 0), headers={"tenant": "acme", "user": "carol"}
         ),
     )
     step(
-        "7. alice@acme cancels with a one-letter reason (pydantic refuses the payload)",
+        "12. alice@acme cancels with a one-letter reason (pydantic refuses the payload)",
         lambda: app.command_bus.send_with_routing(
             "order.cancel", {"order_id": "o-1", "reason": "x"}, headers=acme_alice
         ),
     )
     step(
-        "8. someone mistypes the routing key 'order.cancle'",
+        "13. someone mistypes the routing key 'order.cancle'",
         lambda: app.command_bus.send_with_routing("order.cancle", {"order_id": "o-1"}),
     )
 

@@ -6,7 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from ecopy import EventBus, Header, Message, command_handler, event_handler, priority, query_handler
+from ecopy import (
+    EventBus,
+    Header,
+    Message,
+    asynchronous,
+    command_handler,
+    event_handler,
+    priority,
+    query_handler,
+)
 from examples.shop.domain import (
     CancelOrder,
     GetOrder,
@@ -17,7 +26,7 @@ from examples.shop.domain import (
     StockRunningLow,
 )
 from examples.shop.interceptors import Validated
-from examples.shop.state import Catalogue, Mailbox, OrderBook, Warehouse
+from examples.shop.state import Catalogue, InvoicePrinter, Mailbox, OrderBook, Warehouse
 
 Tenant = Annotated[str, Header("tenant")]
 User = Annotated[str, Header("user")]
@@ -100,6 +109,21 @@ class Notifications:
     @event_handler(listen_to="stock.*")
     def tell_warehouse(self, event: StockRunningLow) -> None:
         self.mailbox.sent.append(f"to warehouse: only {event.left} x {event.product} left")
+
+
+class Invoicing:
+    """Invoices are printed later, by the consumer of the ``invoices`` queue: a slow or broken
+    printer never slows down or fails placing an order."""
+
+    def __init__(self, printer: InvoicePrinter) -> None:
+        self.printer = printer
+
+    @asynchronous("invoices")
+    @event_handler(endpoint_id="print_invoice")
+    def print_invoice(self, event: OrderPlaced, tenant: Tenant) -> None:
+        self.printer.print_invoice(
+            f"invoice for {tenant} order {event.order_id}: {event.total_cents / 100:.2f}"
+        )
 
 
 @dataclass

@@ -33,3 +33,16 @@ class Mailbox:
     """Notifications the shop sent."""
 
     sent: list[str] = field(default_factory=list)
+
+
+@dataclass
+class InvoicePrinter:
+    """A printer that runs out of paper: the asynchronous part of the demo fails on it."""
+
+    has_paper: bool = True
+    printed: list[str] = field(default_factory=list)
+
+    def print_invoice(self, text: str) -> None:
+        if not self.has_paper:
+            raise OSError("printer out of paper")
+        self.printed.append(text)

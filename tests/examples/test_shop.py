@@ -122,3 +122,18 @@ def test_python_dash_m_runs_the_demo() -> None:
     assert "1. alice@acme places order o-1" in done.stdout
     assert "Stock now: 3 x book, 9 x pen" in done.stdout
     assert done.stderr == ""
+
+
+def test_invoices_are_printed_asynchronously_after_a_retry_and_a_dead_letter_replay(
+    story: Story,
+) -> None:
+    shop, lines = story
+    text = "\n".join(lines)
+    assert "4 deliveries: each invoice failed, was retried once, failed again" in text
+    assert "dead letter for print_invoice: OSError: printer out of paper" in text
+    assert "replayed 2, handled 2, dead letters left 0" in text
+    assert shop.printer.printed == [
+        "invoice for acme order o-1: 25.00",
+        "invoice for globex order o-1: 1.99",
+    ]
+    assert shop.app.dead_letter.count() == 0
