@@ -180,6 +180,7 @@ def build_consumers(
             forwards=forwards,
             error_handling=settings.error_handling_for(name),
             dead_letter_channel=channel_named,
+            final_failure=getattr(queue, "final_failure_strategy", "stop"),
             metadata=settings.polling.get(name),
         )
     return consumers

@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from ecopy.errors import EcopyError
 from ecopy.messaging.clock import Clock
@@ -26,6 +26,7 @@ from ecopy.messaging.serialization import MessageSerializer
 logger = logging.getLogger("ecopy.channel")
 
 Subscriber = Callable[[Message], Any]
+FinalFailureStrategy = Literal["stop", "resend", "release", "ignore"]
 
 
 @runtime_checkable
@@ -104,6 +105,8 @@ class InMemoryQueue:
     ``ecopy.expires_at`` (dropped and logged after), ``ecopy.priority`` (higher first; FIFO
     within a priority).
     """
+
+    final_failure_strategy: FinalFailureStrategy = "stop"
 
     def __init__(self, name: str, serializer: MessageSerializer, clock: Clock) -> None:
         self.name = name
@@ -186,10 +189,25 @@ class InMemoryQueue:
 class QueueChannel:
     """Declares an in-memory pollable channel.
 
+    ``final_failure_strategy`` says what its consumer does with a failed message when no
+    ``ErrorHandlerConfiguration`` takes it: ``"stop"`` (the default: put it back at the head
+    and raise, so nothing is lost or skipped), ``"resend"`` (to the end of the queue),
+    ``"release"`` (back at the head, and go on) or ``"ignore"`` (drop it, logged).
+
     >>> ServiceConfiguration(extensions=[QueueChannel("orders")])  # doctest: +SKIP
     """
 
     name: str
+    final_failure_strategy: FinalFailureStrategy = "stop"
+
+    def __post_init__(self) -> None:
+        if self.final_failure_strategy not in ("stop", "resend", "release", "ignore"):
+            raise ValueError(
+                f"QueueChannel({self.name!r}) final_failure_strategy must be 'stop', 'resend', "
+                f"'release' or 'ignore', got {self.final_failure_strategy!r}"
+            )
 
     def build(self, serializer: MessageSerializer, clock: Clock) -> InMemoryQueue:
-        return InMemoryQueue(self.name, serializer, clock)
+        queue = InMemoryQueue(self.name, serializer, clock)
+        queue.final_failure_strategy = self.final_failure_strategy
+        return queue

@@ -14,10 +14,15 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 from ecopy.errors import EcopyError
-from ecopy.messaging.channel import MessageChannel, PollableChannel, UndeliverableMessage
+from ecopy.messaging.channel import (
+    FinalFailureStrategy,
+    MessageChannel,
+    PollableChannel,
+    UndeliverableMessage,
+)
 from ecopy.messaging.clock import Clock
 from ecopy.messaging.dead_letter import (
     DEAD_LETTER_CHANNEL,
@@ -34,8 +39,6 @@ from ecopy.messaging.retry import ErrorHandlerConfiguration
 from ecopy.messaging.serialization import MessageSerializer
 
 logger = logging.getLogger("ecopy.consumer")
-
-FinalFailureStrategy = Literal["stop", "resend", "release", "ignore"]
 
 
 @dataclass(frozen=True, kw_only=True)

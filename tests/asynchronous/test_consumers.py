@@ -230,3 +230,57 @@ def test_without_error_handling_a_failure_stops_the_run_and_the_message_stays_fi
     billing.broken = set()
     assert app.run("billing", finish_when_no_messages=True) == 2
     assert billing.invoiced == ["o-1", "o-2"]
+
+
+def strategy_app(billing: Billing, strategy: str) -> ecopy.MessagingSystem:
+    return ecopy.bootstrap(
+        classes=[Billing],
+        services=[billing],
+        config=ServiceConfiguration(
+            extensions=[QueueChannel("billing", final_failure_strategy=strategy)]
+        ),
+    )
+
+
+def test_the_resend_strategy_puts_a_failed_message_behind_the_others_and_goes_on():
+    billing = Billing()
+    billing.broken = {"o-1"}
+    app = strategy_app(billing, "resend")
+    send_invoices(app, "o-1", "o-2")
+
+    assert app.run("billing", handled_message_limit=2) == 2
+    assert billing.invoiced == ["o-2"]
+    billing.broken = set()
+    assert app.run("billing", finish_when_no_messages=True) == 1
+    assert billing.invoiced == ["o-2", "o-1"]
+
+
+def test_the_release_strategy_puts_a_failed_message_back_first_and_goes_on():
+    billing = Billing()
+    billing.broken = {"o-1"}
+    app = strategy_app(billing, "release")
+    send_invoices(app, "o-1", "o-2")
+
+    assert app.run("billing", handled_message_limit=3) == 3  # o-1 three times, no raise
+    assert billing.invoiced == []
+    billing.broken = set()
+    assert app.run("billing", finish_when_no_messages=True) == 2
+    assert billing.invoiced == ["o-1", "o-2"]
+
+
+def test_the_ignore_strategy_drops_a_failed_message_with_a_log(caplog):
+    billing = Billing()
+    billing.broken = {"o-1"}
+    app = strategy_app(billing, "ignore")
+    send_invoices(app, "o-1", "o-2")
+
+    with caplog.at_level(logging.ERROR, logger="ecopy.consumer"):
+        assert app.run("billing", finish_when_no_messages=True) == 2
+    assert billing.invoiced == ["o-2"]
+    assert "cannot invoice o-1" in caplog.text and "'ignore'" in caplog.text
+    assert app.dead_letter.count() == 0
+
+
+def test_an_unknown_final_failure_strategy_is_refused():
+    with pytest.raises(ValueError, match="final_failure_strategy must be"):
+        QueueChannel("billing", final_failure_strategy="retry-forever")
