@@ -36,12 +36,12 @@ from uuid import UUID
 
 from timing import (
     Library,
-    Summary,
     build_all,
     expect,
     measure,
     parse_args,
     python_description,
+    ratio_line,
     summarize,
     table_header,
     table_row,
@@ -434,12 +434,6 @@ def print_table(workloads: Sequence[Workload]) -> None:
         print(table_row(workload.name, width, summary, ratio))
     print("µs per operation; mean/median/min over the per-operation averages of the repeats")
     print("x ecopy: median / median of ecopy's same workload with the same configuration")
-
-
-def ratio_line(label: str, ours: Summary, theirs: Summary) -> str:
-    by_median = ours.median_us / theirs.median_us
-    by_min = ours.min_us / theirs.min_us
-    return f"  {label}  {by_median:6.3f} median  {by_min:6.3f} min"
 
 
 def print_key_ratios(workloads: Sequence[Workload]) -> None:

@@ -51,11 +51,11 @@ from typing import Any, Protocol
 
 from timing import (
     Library,
-    Summary,
     build_all,
     expect,
     parse_args,
     python_description,
+    ratio_line,
     summarize,
     table_header,
     table_row,
@@ -439,12 +439,6 @@ def print_round_trips(round_trips: Sequence[RoundTrip]) -> None:
         print(f"{table_row(workload.name, width, summary, ratio)} {workload.operations:>10}")
     print("µs per round trip; mean/median/min over the per-round-trip averages of the repeats")
     print("x ecopy: median / ecopy's median; per repeat: round trips in one timed repeat")
-
-
-def ratio_line(label: str, ours: Summary, theirs: Summary) -> str:
-    by_median = ours.median_us / theirs.median_us
-    by_min = ours.min_us / theirs.min_us
-    return f"  {label}  {by_median:6.3f} median  {by_min:6.3f} min  (1/{1 / by_median:.0f})"
 
 
 def print_key_ratios(round_trips: Sequence[RoundTrip]) -> None:

@@ -180,3 +180,10 @@ def parse_args(
     if args.calls < 1 or args.repeats < 1:
         parser.error("--calls and --repeats must be positive")
     return args
+
+
+def ratio_line(label: str, ours: Summary, theirs: Summary) -> str:
+    """``ours / theirs`` by median and by min, with the median as a fraction (1/N)."""
+    by_median = ours.median_us / theirs.median_us
+    by_min = ours.min_us / theirs.min_us
+    return f"  {label}  {by_median:6.3f} median  {by_min:6.3f} min  (1/{1 / by_median:.1f})"
