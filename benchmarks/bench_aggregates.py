@@ -42,6 +42,7 @@ from timing import (
     parse_args,
     python_description,
     ratio_line,
+    report_unavailable,
     summarize,
     table_header,
     table_row,
@@ -510,10 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     if workloads:
         print_table(workloads)
-    for missing in unavailable:
-        print(f"{missing.library}: {missing.reason}")
     print_key_ratios(workloads)
-    return 2 if any(missing.failed for missing in unavailable) else 0
+    return report_unavailable(unavailable)
 
 
 if __name__ == "__main__":

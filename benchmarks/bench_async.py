@@ -56,6 +56,7 @@ from timing import (
     parse_args,
     python_description,
     ratio_line,
+    report_unavailable,
     summarize,
     table_header,
     table_row,
@@ -544,10 +545,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
     if round_trips:
         print_round_trips(round_trips)
-    for missing in unavailable:
-        print(f"{missing.library}: {missing.reason}")
     print_key_ratios(round_trips)
-    return 2 if any(missing.failed for missing in unavailable) else 0
+    return report_unavailable(unavailable)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from timing import (
     measure,
     parse_args,
     python_description,
+    report_unavailable,
     summarize,
     table_header,
     table_row,
@@ -549,11 +550,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print_table(workloads)
-    for missing in unavailable:
-        print(f"{missing.library}: {missing.reason}")
     print_key_ratios(workloads)
-    # A missed target is a result, not an error; a library that failed to build is an error.
-    return 2 if any(missing.failed for missing in unavailable) else 0
+    return report_unavailable(unavailable)
 
 
 if __name__ == "__main__":

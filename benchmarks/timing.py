@@ -187,3 +187,12 @@ def ratio_line(label: str, ours: Summary, theirs: Summary) -> str:
     by_median = ours.median_us / theirs.median_us
     by_min = ours.min_us / theirs.min_us
     return f"  {label}  {by_median:6.3f} median  {by_min:6.3f} min  (1/{1 / by_median:.1f})"
+
+
+def report_unavailable(unavailable: Sequence[Unavailable]) -> int:
+    """Print why libraries were skipped; the exit status: 2 if one failed to build, else 0.
+
+    A missed target is a result, not an error; a library that failed to build is an error."""
+    for missing in unavailable:
+        print(f"{missing.library}: {missing.reason}")
+    return 2 if any(missing.failed for missing in unavailable) else 0

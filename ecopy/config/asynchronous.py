@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ecopy.messaging.channel import InMemoryQueue, MessageChannel, PollableChannel
+from ecopy.messaging.channel import MessageChannel, PollableChannel
 from ecopy.messaging.clock import Clock
 from ecopy.messaging.collector import collecting, send_or_collect
 from ecopy.messaging.consumer import Consumer, PollingConsumer, PollingMetadata
@@ -184,6 +184,3 @@ def build_consumers(
             metadata=settings.polling.get(name),
         )
     return consumers
-
-
-__all__ = ["CombinedMessageChannel", "InMemoryQueue"]

@@ -76,15 +76,8 @@ class Message:
     _headers: Mapping[str, Any]
 
     def __init__(self, payload: Any, headers: Mapping[str, Any] | None = None) -> None:
-        complete = dict(headers) if headers else {}
-        if ID not in complete:
-            complete[ID] = new_message_id()
-        if CORRELATION_ID not in complete:
-            complete[CORRELATION_ID] = complete[ID]
-        if TIMESTAMP not in complete:
-            complete[TIMESTAMP] = time.time()
         object.__setattr__(self, "_payload", payload)
-        object.__setattr__(self, "_headers", complete)
+        object.__setattr__(self, "_headers", _complete(dict(headers) if headers else {}))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Message is immutable; use with_payload() or with_headers()")
@@ -143,17 +136,22 @@ class Message:
         return f"Message(payload={self._payload!r}, headers={dict(self._headers)!r})"
 
 
-def build_message(payload: Any, headers: dict[str, Any]) -> Message:
-    """Like ``Message(payload, headers)``, taking ownership of ``headers`` (no copy)."""
+def _complete(headers: dict[str, Any]) -> dict[str, Any]:
+    """Fill in the standard headers that are missing (in place)."""
     if ID not in headers:
         headers[ID] = new_message_id()
     if CORRELATION_ID not in headers:
         headers[CORRELATION_ID] = headers[ID]
     if TIMESTAMP not in headers:
         headers[TIMESTAMP] = time.time()
+    return headers
+
+
+def build_message(payload: Any, headers: dict[str, Any]) -> Message:
+    """Like ``Message(payload, headers)``, taking ownership of ``headers`` (no copy)."""
     message = _new(Message)
     _set_payload(message, payload)
-    _set_headers(message, headers)
+    _set_headers(message, _complete(headers))
     return message
 
 
