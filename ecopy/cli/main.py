@@ -10,10 +10,14 @@ Exit status: 0 on success, 2 for usage errors, 1 when the application cannot be 
 command fails (an unknown consumer or dead letter, for instance).
 
 Each command group lives in its own module (``running``, ``dead_letters``) and is added to
-:func:`cli` here.
+:func:`cli` here. Adapter packages add theirs (``ecopy db``) through the ``ecopy.cli`` entry
+point group, so the core never imports them.
 """
 
 from __future__ import annotations
+
+import logging
+from importlib.metadata import entry_points
 
 import click
 
@@ -65,6 +69,20 @@ def graph_command(application: ApplicationReference, output_format: str) -> None
 
 cli.add_command(run_command)
 cli.add_command(dead_letter_group)
+
+
+def _add_adapter_commands() -> None:
+    for entry_point in entry_points(group="ecopy.cli"):
+        try:
+            command = entry_point.load()
+        except ImportError as error:
+            # An adapter whose optional dependencies are missing must not break the others.
+            logging.getLogger("ecopy.cli").debug("ecopy.cli %s: %s", entry_point.name, error)
+            continue
+        cli.add_command(command, entry_point.name)
+
+
+_add_adapter_commands()
 
 
 def main() -> None:

@@ -3,7 +3,7 @@ that run the handling half, with error handling, retries and dead letters."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ from ecopy.messaging.retry import (
     instantly_retrying,
 )
 from ecopy.messaging.serialization import MessageSerializer
+from ecopy.messaging.transaction import TransactionManager, transactional
 from ecopy.modelling.identifier import (
     AGGREGATE_ID,
     AGGREGATE_TYPE,
@@ -144,14 +145,24 @@ def build_consumers(
     serializer: MessageSerializer,
     dead_letters: DeadLetterStore,
     channel_named: Callable[[str], MessageChannel],
+    transactions: TransactionManager | None = None,
+    without_transaction: Set[str] = frozenset(),
 ) -> dict[str, Consumer]:
     """One consumer per pollable channel, named after it."""
     retry = settings.instant_retry
 
-    def handling(endpoint: Endpoint) -> Invoker:
-        # Each attempt collects its own sends: a failed attempt's sends are dropped with it.
+    def handling(endpoint: Endpoint, queue: PollableChannel) -> Invoker:
+        # Each attempt collects its own sends and runs in its own transaction, which also
+        # acknowledges the message: its effects, its outgoing messages and the removal of the
+        # message from a database queue commit together, or not at all.
+        attempt = collecting(endpoint.handle)
+        acknowledge: Callable[[Message], None] | None = getattr(queue, "acknowledge", None)
+        if acknowledge is not None:
+            attempt = _then_acknowledge(attempt, acknowledge)
+        if transactions is not None and endpoint.info.endpoint_id not in without_transaction:
+            attempt = transactional(attempt, transactions)
         return instantly_retrying(
-            collecting(endpoint.handle), retry.asynchronous_retries, retry.asynchronous_exceptions
+            attempt, retry.asynchronous_retries, retry.asynchronous_exceptions
         )
 
     consumers: dict[str, Consumer] = {}
@@ -165,7 +176,7 @@ def build_consumers(
             if position + 1 < len(route.channels):
                 forwards[endpoint_id] = channels[route.channels[position + 1]]
             else:
-                handlers[endpoint_id] = handling(route.endpoint)
+                handlers[endpoint_id] = handling(route.endpoint, queue)
         default = internal.get(name)
         if not handlers and not forwards and default is None:
             continue  # a declared channel that nothing consumes here
@@ -176,11 +187,21 @@ def build_consumers(
             serializer=serializer,
             dead_letters=dead_letters,
             handlers=handlers,
-            default=handling(default) if default is not None else None,
+            default=handling(default, queue) if default is not None else None,
             forwards=forwards,
             error_handling=settings.error_handling_for(name),
             dead_letter_channel=channel_named,
             final_failure=getattr(queue, "final_failure_strategy", "stop"),
             metadata=settings.polling.get(name),
+            transactions=transactions,
         )
     return consumers
+
+
+def _then_acknowledge(invoker: Invoker, acknowledge: Callable[[Message], None]) -> Invoker:
+    def handle_and_acknowledge(message: Message) -> Any:
+        result = invoker(message)
+        acknowledge(message)
+        return result
+
+    return handle_and_acknowledge

@@ -19,9 +19,10 @@ from ecopy.config.asynchronous import (
 from ecopy.config.configuration import ServiceConfiguration
 from ecopy.config.container import Container
 from ecopy.config.interceptors import InterceptorSource
+from ecopy.config.modules import Module, ModuleContext
 from ecopy.config.scanning import DeclaredMember, declared_function, members_of, scan
 from ecopy.config.system import MessagingSystem
-from ecopy.errors import ConfigurationError
+from ecopy.errors import ConfigurationError, NoHandlerFound
 from ecopy.messaging.binding import ArgumentBinder, PayloadMode, compile_call, parameters_of
 from ecopy.messaging.channel import (
     DirectChannel,
@@ -65,6 +66,7 @@ from ecopy.messaging.retry import (
 )
 from ecopy.messaging.scheduling import ScheduledConsumer
 from ecopy.messaging.serialization import MessageSerializer
+from ecopy.messaging.transaction import NoTransactions, TransactionManager, transactional
 from ecopy.modelling.aggregate import AggregateDefinition
 from ecopy.modelling.aggregate_handling import (
     AggregateHandler,
@@ -73,6 +75,7 @@ from ecopy.modelling.aggregate_handling import (
     target_version_getter,
 )
 from ecopy.modelling.buses import (
+    ROUTING_KEY,
     AsyncCommandBus,
     AsyncEventBus,
     AsyncQueryBus,
@@ -180,12 +183,11 @@ class SystemBuilder:
         self.clock: Clock = self.container.implementation(Clock) or SystemClock()
         self.container.add(self.clock)
         self.serializer = MessageSerializer(self.names, self.conversion)
-        self.dead_letters: DeadLetterStore = (
-            self.container.implementation(DeadLetterStore) or InMemoryDeadLetterStore()
-        )
-        self.deduplication: DeduplicationStore = (
-            self.container.implementation(DeduplicationStore) or InMemoryDeduplicationStore()
-        )
+        # Modules may replace these in-memory defaults (see _configure_extensions).
+        self.dead_letters: DeadLetterStore = InMemoryDeadLetterStore()
+        self.deduplication: DeduplicationStore = InMemoryDeduplicationStore()
+        self.transactions: TransactionManager = NoTransactions()
+        self.without_transaction: set[str] = set()
         self.asynchronous = AsynchronousSettings()
         self.routes: dict[str, AsynchronousRoute] = {}
         self.internal_on_queue: dict[str, Endpoint] = {}
@@ -195,10 +197,7 @@ class SystemBuilder:
         self.interceptors: list[InterceptorSource] = []
         self.aggregate_definitions: dict[type[Any], AggregateDefinition | None] = {}
         self.aggregates = AggregateStore(
-            self.event_bus,
-            [*self.container.implementations(Repository), InMemoryRepository()],
-            self.container.implementation(EventStore) or InMemoryEventStore(),
-            self.container.implementation(SnapshotStore) or InMemorySnapshotStore(),
+            self.event_bus, [InMemoryRepository()], InMemoryEventStore(), InMemorySnapshotStore()
         )
         self.container.add(self.aggregates)
 
@@ -227,8 +226,14 @@ class SystemBuilder:
             consumers=self._consumers(),
             names=self.names,
             aggregates=self.aggregates,
-            dead_letter=DeadLetter(self.dead_letters, self.serializer, self._channel_named),
+            dead_letter=DeadLetter(
+                self.dead_letters,
+                self.serializer,
+                self._channel_named,
+                self._transactions_if_any(),
+            ),
             clock=self.clock,
+            services=self.container,
         )
         self.container.add(system)
         if self.problems:
@@ -259,6 +264,11 @@ class SystemBuilder:
             self.aggregate_definitions[owner] = definition
             if definition is not None:
                 self.aggregates.definitions[owner] = definition
+                # Snapshots and documents read back from a database name their class.
+                self.problems.extend(self.names.register(owner))
+                # Events read back from a database event store must be known by name.
+                for event_type in definition.appliers:
+                    self.problems.extend(self.names.register(event_type))
         return self.aggregate_definitions[owner]
 
     def _bound(self, member: DeclaredMember) -> Any:
@@ -280,8 +290,19 @@ class SystemBuilder:
                 continue
             provided = provider()
             extensions.extend(provided if isinstance(provided, (list, tuple)) else [provided])
+        modules = ModuleContext(
+            extensions=tuple(extensions),
+            container=self.container,
+            clock=self.clock,
+            names=self.names,
+            conversion=self.conversion,
+            serializer=self.serializer,
+            problems=self.problems,
+        )
         for extension in extensions:
-            if isinstance(extension, QueueChannel):
+            if isinstance(extension, Module):
+                extension.register(modules)
+            elif isinstance(extension, QueueChannel):
                 if extension.name in self.channels:
                     self.problems.append(f"channel {extension.name!r} is declared twice")
                 queue = extension.build(self.serializer, self.clock)
@@ -300,6 +321,42 @@ class SystemBuilder:
                     f"unknown extension object {extension!r}: no ecopy module handles "
                     f"{type(extension).__qualname__}; is its adapter package installed?"
                 )
+        self._use_modules(modules)
+
+    def _use_modules(self, modules: ModuleContext) -> None:
+        """Stores: services given to bootstrap first, then modules, then in memory."""
+        for name, channel in modules.channels.items():
+            if name in self.channels:
+                self.problems.append(f"channel {name!r} is declared twice")
+            self.channels[name] = channel
+            if isinstance(channel, PollableChannel):
+                self.queues[name] = channel
+        container = self.container
+        self.dead_letters = (
+            container.implementation(DeadLetterStore)
+            or modules.dead_letter_store
+            or self.dead_letters
+        )
+        self.deduplication = (
+            container.implementation(DeduplicationStore)
+            or modules.deduplication_store
+            or self.deduplication
+        )
+        self.transactions = (
+            container.implementation(TransactionManager)
+            or modules.transactions
+            or self.transactions
+        )
+        self.aggregates.configure(
+            repositories=[
+                *container.implementations(Repository),
+                *modules.repositories,
+                InMemoryRepository(),
+            ],
+            event_store=container.implementation(EventStore) or modules.event_store,
+            snapshots=container.implementation(SnapshotStore) or modules.snapshot_store,
+        )
+        self.binder.providers.update(modules.providers)
 
     def _collect_interceptors(self, members: list[DeclaredMember]) -> None:
         for member in members:
@@ -456,6 +513,8 @@ class SystemBuilder:
             self.problems.extend(problems)
             core = compile_call(definition.target, resolvers)
         modifiers = definition.member.declarations.modifiers
+        if modifiers.get("without_transaction"):
+            self.without_transaction.add(info.endpoint_id)
         if "deduplicated" in modifiers:
             header, key, tracking_name = modifiers["deduplicated"]
             core = deduplicating(
@@ -655,6 +714,8 @@ class SystemBuilder:
             serializer=self.serializer,
             dead_letters=self.dead_letters,
             channel_named=self._channel_named,
+            transactions=self._transactions_if_any(),
+            without_transaction=self.without_transaction,
         )
         for member in self.scheduled:
             request_channel, endpoint_id, cron, fixed_rate_ms = member.declarations.modifiers[
@@ -735,18 +796,17 @@ class SystemBuilder:
                         f"one handler"
                     )
         retry = self.asynchronous.instant_retry
+        commands = PointToPointRouter("command", *tables["command"], self.names)
+        # The transaction is outside the collector: outgoing messages are sent (to an outbox
+        # table, say) before it commits.
+        dispatch = collecting(point_to_point_dispatch(commands))
+        transactions = self._transactions_if_any()
+        if transactions is not None:
+            dispatch = transactional(dispatch, transactions, self._needs_transaction(commands))
         self.command_bus._dispatch = self._gateway(
             "command_bus",
             CommandBus,
-            instantly_retrying(
-                collecting(
-                    point_to_point_dispatch(
-                        PointToPointRouter("command", *tables["command"], self.names)
-                    )
-                ),
-                retry.command_bus_retries,
-                retry.command_bus_exceptions,
-            ),
+            instantly_retrying(dispatch, retry.command_bus_retries, retry.command_bus_exceptions),
         )
         self.query_bus._dispatch = self._gateway(
             "query_bus",
@@ -758,6 +818,27 @@ class SystemBuilder:
             EventBus,
             event_dispatch(EventRouter(event_classes, event_patterns, self.names)),
         )
+
+    def _transactions_if_any(self) -> TransactionManager | None:
+        return None if isinstance(self.transactions, NoTransactions) else self.transactions
+
+    def _needs_transaction(self, commands: PointToPointRouter) -> Callable[[Message], bool] | None:
+        """Which commands run in a transaction: all but those whose handler opted out."""
+        opted_out = self.without_transaction
+        if not opted_out:
+            return None
+
+        def needs_transaction(message: Message) -> bool:
+            key = message._headers.get(ROUTING_KEY)
+            try:
+                endpoint = (
+                    commands.for_payload(message._payload) if key is None else commands.for_key(key)
+                )
+            except NoHandlerFound:
+                return False
+            return endpoint.info.endpoint_id not in opted_out
+
+        return needs_transaction
 
     def _gateway(self, gateway_id: str, bus: type[Any], dispatch: Invoker) -> Invoker:
         info = EndpointInfo(

@@ -6,10 +6,11 @@ import signal
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ecopy.config.configuration import ServiceConfiguration
 from ecopy.errors import EcopyError
+from ecopy.messaging.binding import ServiceLocator
 from ecopy.messaging.channel import MessageChannel
 from ecopy.messaging.clock import Clock
 from ecopy.messaging.consumer import Consumer, ConsumerLimits, PollingConsumer
@@ -25,6 +26,8 @@ from ecopy.modelling.buses import (
     EventBus,
     QueryBus,
 )
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class MessagingSystem:
         aggregates: AggregateStore,
         dead_letter: DeadLetter,
         clock: Clock,
+        services: ServiceLocator | None = None,
     ) -> None:
         self.config = config
         self.command_bus = command_bus
@@ -66,6 +70,7 @@ class MessagingSystem:
         self.aggregates = aggregates
         self.dead_letter = dead_letter
         self.clock = clock
+        self._services = services
         self.async_command_bus = AsyncCommandBus(command_bus)
         self.async_event_bus = AsyncEventBus(event_bus)
         self.async_query_bus = AsyncQueryBus(query_bus)
@@ -73,6 +78,14 @@ class MessagingSystem:
     @property
     def service_name(self) -> str:
         return self.config.service_name
+
+    def service(self, kind: type[T]) -> T | None:
+        """The service of type ``kind`` the application was built with (given to bootstrap or
+        added by a module, such as ``ecopy_dbal``'s ``Database``), or ``None``."""
+        if self._services is None:
+            return None
+        found, instance = self._services.find_by_type(kind)
+        return instance if found else None
 
     def endpoints(self) -> list[EndpointInfo]:
         """Every endpoint of the application, in registration order."""

@@ -105,6 +105,9 @@ class ArgumentBinder:
     def __init__(self, services: ServiceLocator, conversion: PayloadConversion) -> None:
         self.services = services
         self.conversion = conversion
+        # Values computed at each call, by annotation (e.g. the current transaction's
+        # connection); modules add them.
+        self.providers: dict[Any, Callable[[], Any]] = {}
 
     def bind(
         self,
@@ -201,6 +204,9 @@ class ArgumentBinder:
             return None
         if parameter.annotation is Message:
             return _the_message
+        provider = self.providers.get(parameter.annotation)
+        if provider is not None:
+            return lambda message: provider()
         found, service = self.services.find_by_type(parameter.annotation)
         return _constant(service) if found else None
 

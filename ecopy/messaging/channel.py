@@ -90,10 +90,18 @@ class UndeliverableMessage(EcopyError):
     """Bytes taken from a channel could not be read as a message; they are not lost: the
     consumer stores them as a dead letter with this reason."""
 
-    def __init__(self, channel: str, body: str, reason: str) -> None:
+    def __init__(
+        self,
+        channel: str,
+        body: str,
+        reason: str,
+        acknowledge: Callable[[], None] | None = None,
+    ) -> None:
         self.channel = channel
         self.body = body
         self.reason = reason
+        # Removes the bytes from a channel that keeps messages until they are settled.
+        self.acknowledge = acknowledge
         super().__init__(f"undeliverable message on channel {channel!r}: {reason}")
 
 

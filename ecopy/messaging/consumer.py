@@ -13,8 +13,9 @@ import resource
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from ecopy.errors import EcopyError
 from ecopy.messaging.channel import (
@@ -37,8 +38,10 @@ from ecopy.messaging.endpoint import Invoker
 from ecopy.messaging.message import Message
 from ecopy.messaging.retry import ErrorHandlerConfiguration
 from ecopy.messaging.serialization import MessageSerializer
+from ecopy.messaging.transaction import TransactionManager
 
 logger = logging.getLogger("ecopy.consumer")
+_Settlement = Literal["settled", "returned", "stop"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,7 +148,10 @@ class PollingConsumer(ConsumerLoop):
         dead_letter_channel: Callable[[str], MessageChannel] | None = None,
         final_failure: FinalFailureStrategy = "stop",
         metadata: PollingMetadata | None = None,
+        transactions: TransactionManager | None = None,
     ) -> None:
+        """``handlers`` (and ``default``) must acknowledge the message themselves, inside
+        their transaction, when the channel has ``acknowledge``; see ``build_consumers``."""
         super().__init__(name, clock)
         self.channel = channel
         self.handlers = dict(handlers or {})
@@ -157,15 +163,30 @@ class PollingConsumer(ConsumerLoop):
         self._serializer = serializer
         self._dead_letters = dead_letters
         self._channel_named = dead_letter_channel
+        self._transaction: Callable[[], AbstractContextManager[object]] = (
+            transactions.transaction if transactions is not None else nullcontext
+        )
+        # Channels that keep a message until it is settled (a database queue) have these.
+        self._acknowledge: Callable[[Message], None] | None = getattr(channel, "acknowledge", None)
+        self._release_unhandled: Callable[[], None] | None = getattr(
+            channel, "release_unhandled", None
+        )
 
     def run(self, limits: ConsumerLimits) -> int:
-        return self.loop(limits, self.step)
+        try:
+            return self.loop(limits, self.step)
+        finally:
+            if self._release_unhandled is not None:
+                self._release_unhandled()
 
     def step(self) -> bool | None:
         try:
             message = self.channel.receive()
         except UndeliverableMessage as undeliverable:
-            self._store_dead_letter(undeliverable.body, None, None, undeliverable.reason, "")
+            with self._transaction():
+                self._store_dead_letter(undeliverable.body, None, None, undeliverable.reason, "")
+                if undeliverable.acknowledge is not None:
+                    undeliverable.acknowledge()
             logger.error("consumer %s: %s; stored as a dead letter", self.name, undeliverable)
             return False
         if message is None:
@@ -181,7 +202,10 @@ class PollingConsumer(ConsumerLoop):
         endpoint_id = message._headers.get(ENDPOINT_ID)
         forward = self.forwards.get(endpoint_id) if endpoint_id is not None else None
         if forward is not None:
-            forward.send(message.with_headers({CHANNEL: forward.name}))
+            with self._transaction():
+                forward.send(message.with_headers({CHANNEL: forward.name}))
+                if self._acknowledge is not None:
+                    self._acknowledge(message)
             return
         handler = self.handlers.get(endpoint_id) if endpoint_id is not None else self.default
         if handler is None:
@@ -193,12 +217,24 @@ class PollingConsumer(ConsumerLoop):
 
     def _failed(self, message: Message, error: Exception) -> None:
         details = traceback.format_exc()
+        # The retry, dead letter or requeue commits with the acknowledgement of the original.
+        with self._transaction():
+            settled = self._settle(message, error, details)
+            if settled == "settled" and self._acknowledge is not None:
+                self._acknowledge(message)
+        if settled == "stop":
+            raise error
+
+    def _settle(self, message: Message, error: Exception, details: str) -> _Settlement:
+        """Deal with a failed message: ``"settled"`` (retried, dead-lettered or dropped),
+        ``"returned"`` (back in the channel as it was: not to be acknowledged) or ``"stop"``
+        (returned, and the consumer must stop)."""
         handling = self.error_handling
         if isinstance(error, NoEndpointForMessage) or (
             handling is not None and handling.retry is None
         ):
             self._dead_letter(message, error, details)
-            return
+            return "settled"
         if handling is not None and handling.retry is not None:
             retries = int(message._headers.get(RETRY_COUNT, 0) or 0)
             if handling.retry.can_retry(retries):
@@ -217,10 +253,10 @@ class PollingConsumer(ConsumerLoop):
                         {RETRY_COUNT: retries + 1, DELIVER_AT: self.clock.now() + delay / 1000}
                     )
                 )
-                return
+                return "settled"
             self._dead_letter(message, error, details)
-            return
-        self._final_failure(message, error)
+            return "settled"
+        return self._final_failure(message, error)
 
     def _dead_letter(self, message: Message, error: Exception, details: str) -> None:
         handling = self.error_handling
@@ -280,7 +316,7 @@ class PollingConsumer(ConsumerLoop):
             )
         )
 
-    def _final_failure(self, message: Message, error: Exception) -> None:
+    def _final_failure(self, message: Message, error: Exception) -> _Settlement:
         strategy = self.final_failure
         logger.error(
             "consumer %s: message %s failed (%s: %s); no error handling configured, final "
@@ -292,14 +328,17 @@ class PollingConsumer(ConsumerLoop):
             strategy,
         )
         if strategy == "ignore":
-            return
-        if strategy == "resend":
+            return "settled"
+        requeue = getattr(self.channel, "return_message", None)
+        if strategy == "resend" or requeue is None:
             self.channel.send(message)
-            return
-        requeue = getattr(self.channel, "return_message", self.channel.send)
+            if strategy != "stop":
+                return "settled"
+            if self._acknowledge is not None:
+                self._acknowledge(message)  # the copy sent replaces it
+            return "stop"
         requeue(message)
-        if strategy == "stop":
-            raise error
+        return "stop" if strategy == "stop" else "returned"
 
 
 __all__ = [

@@ -12,6 +12,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, runtime_checkable
 
@@ -20,6 +21,7 @@ from ecopy.messaging.channel import MessageChannel
 from ecopy.messaging.delivery import DELIVER_AT, EXPIRES_AT, RETRY_COUNT
 from ecopy.messaging.message import Message
 from ecopy.messaging.serialization import MessageSerializer
+from ecopy.messaging.transaction import TransactionManager
 
 DEAD_LETTER_CHANNEL: Final = "ecopy.dead_letter"
 EXCEPTION_TYPE: Final = "ecopy.exception.type"
@@ -162,10 +164,14 @@ class DeadLetter:
         store: DeadLetterStore,
         serializer: MessageSerializer,
         channel: Callable[[str], MessageChannel],
+        transactions: TransactionManager | None = None,
     ) -> None:
         self.store = store
         self._serializer = serializer
         self._channel = channel
+        self._transaction: Callable[[], AbstractContextManager[object]] = (
+            transactions.transaction if transactions is not None else nullcontext
+        )
 
     def list(self, limit: int = 50, offset: int = 0) -> list[DeadLetterEntry]:
         return self.store.list(limit=limit, offset=offset)
@@ -192,8 +198,10 @@ class DeadLetter:
                 f"({error}); inspect it with `ecopy dead-letter show {entry_id}` and delete it"
             ) from error
         headers = {key: value for key, value in message.headers.items() if key not in _NOT_REPLAYED}
-        self._channel(entry.channel).send(Message(message.payload, headers))
-        self.store.delete(entry_id)
+        # Sent and deleted together: a database channel gets it back exactly once.
+        with self._transaction():
+            self._channel(entry.channel).send(Message(message.payload, headers))
+            self.store.delete(entry_id)
 
     def replay_all(self) -> int:
         """Replay every readable dead letter; returns how many. Unreadable ones stay (and are

@@ -1,7 +1,9 @@
 """Deduplication: a handler skips a message whose key it has already handled.
 
-Keys are scoped per handler (``tracking_name``, by default the endpoint id), recorded only
-after the handler succeeded, and expire on their own after ``expire_after`` seconds.
+Keys are scoped per handler (``tracking_name``, by default the endpoint id), claimed before
+the handler runs and released when it fails, and expire on their own after ``expire_after``
+seconds. A store that joins the handler's transaction (``ecopy_dbal``) makes the claim commit
+with the handler's work.
 """
 
 from __future__ import annotations
@@ -61,9 +63,15 @@ class DeduplicationKeyError(EcopyError):
 
 @runtime_checkable
 class DeduplicationStore(Protocol):
-    def is_handled(self, scope: str, key: str, now: float) -> bool: ...
+    def claim(self, scope: str, key: str, now: float, expires_at: float) -> bool:
+        """Record ``key`` as handled in ``scope`` until ``expires_at``, unless a record that
+        has not expired by ``now`` exists. ``True`` means: go ahead and handle the message.
 
-    def mark_handled(self, scope: str, key: str, expires_at: float) -> None: ...
+        Inside a transaction the claim commits or rolls back with it, and a concurrent claim
+        of the same key waits for that outcome, so two duplicates never both run."""
+
+    def release(self, scope: str, key: str) -> None:
+        """Forget a claim whose handling failed, so that a redelivery is handled."""
 
 
 class InMemoryDeduplicationStore(DeduplicationStore):
@@ -71,21 +79,19 @@ class InMemoryDeduplicationStore(DeduplicationStore):
         self._lock = threading.Lock()
         self._keys: dict[tuple[str, str], float] = {}
 
-    def is_handled(self, scope: str, key: str, now: float) -> bool:
+    def claim(self, scope: str, key: str, now: float, expires_at: float) -> bool:
         with self._lock:
-            expires_at = self._keys.get((scope, key))
-            if expires_at is None:
+            known = self._keys.get((scope, key))
+            if known is not None and known > now:
                 return False
-            if expires_at <= now:
-                del self._keys[(scope, key)]
-                return False
-            return True
-
-    def mark_handled(self, scope: str, key: str, expires_at: float) -> None:
-        with self._lock:
             self._keys[(scope, key)] = expires_at
             if len(self._keys) % 1024 == 0:
-                self._purge(expires_at)
+                self._purge(now)
+            return True
+
+    def release(self, scope: str, key: str) -> None:
+        with self._lock:
+            self._keys.pop((scope, key), None)
 
     def _purge(self, now: float) -> None:
         # Expired keys go away without any manual command.
@@ -125,11 +131,14 @@ def deduplicating(
         if value is None:
             return core(message)
         text = str(value)
-        if store.is_handled(scope, text, clock.now()):
+        now = clock.now()
+        if not store.claim(scope, text, now, now + expire_after):
             logger.info("%s skipped duplicate %r (message %s)", scope, text, message.id)
             return None
-        result = core(message)
-        store.mark_handled(scope, text, clock.now() + expire_after)
-        return result
+        try:
+            return core(message)
+        except BaseException:
+            store.release(scope, text)
+            raise
 
     return handle

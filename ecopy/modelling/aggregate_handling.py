@@ -68,6 +68,20 @@ class AggregateStore:
         self.definitions: dict[type[Any], AggregateDefinition] = {}
         self._repository_cache: dict[type[Any], Repository] = {}
 
+    def configure(
+        self,
+        *,
+        repositories: Sequence[Repository],
+        event_store: EventStore | None = None,
+        snapshots: SnapshotStore | None = None,
+    ) -> None:
+        """Replace the stores (bootstrap does it once modules have registered theirs)."""
+        self.repositories = tuple(repositories)
+        self._repository_cache.clear()
+        self.event_sourcing = EventSourcingRepository(
+            event_store or self.event_sourcing.events, snapshots or self.event_sourcing.snapshots
+        )
+
     @property
     def event_store(self) -> EventStore:
         return self.event_sourcing.events

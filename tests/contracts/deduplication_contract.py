@@ -23,56 +23,51 @@ class DeduplicationContract:
     def test_it_implements_the_deduplication_store_port(self, store):
         assert isinstance(store, DeduplicationStore)
 
-    def test_an_unknown_key_is_not_handled(self, store):
-        assert store.is_handled("notify_customer", "m-1", NOW) is False
+    def test_the_first_claim_of_a_key_wins_and_the_next_one_is_refused(self, store):
+        assert store.claim("notify_customer", "m-1", NOW, NOW + HOUR) is True
+        assert store.claim("notify_customer", "m-1", NOW + 1, NOW + HOUR) is False
+        assert store.claim("notify_customer", "m-2", NOW + 1, NOW + HOUR) is True
 
-    def test_a_marked_key_is_handled(self, store):
-        store.mark_handled("notify_customer", "m-1", NOW + HOUR)
+    def test_keys_are_scoped_per_handler(self, store):
+        assert store.claim("notify_customer", "m-1", NOW, NOW + HOUR) is True
+        assert store.claim("bill_customer", "m-1", NOW, NOW + HOUR) is True
+        assert store.claim("bill_customer", "m-1", NOW, NOW + HOUR) is False
+        assert store.claim("notify_customer", "m-1", NOW, NOW + HOUR) is False
 
-        assert store.is_handled("notify_customer", "m-1", NOW) is True
-        assert store.is_handled("notify_customer", "m-2", NOW) is False
+    def test_a_key_is_refused_until_it_expires(self, store):
+        store.claim("notify_customer", "m-1", NOW, NOW + HOUR)
 
-    def test_keys_are_scoped(self, store):
-        store.mark_handled("notify_customer", "m-1", NOW + HOUR)
+        assert store.claim("notify_customer", "m-1", NOW + HOUR - 1, NOW + 2 * HOUR) is False
+        assert store.claim("notify_customer", "m-1", NOW + HOUR + 1, NOW + 2 * HOUR) is True
 
-        assert store.is_handled("bill_customer", "m-1", NOW) is False
-
-        store.mark_handled("bill_customer", "m-1", NOW + HOUR)
-        assert store.is_handled("bill_customer", "m-1", NOW) is True
-        assert store.is_handled("notify_customer", "m-1", NOW) is True
-
-    def test_a_key_is_handled_until_it_expires(self, store):
-        store.mark_handled("notify_customer", "m-1", NOW + HOUR)
-
-        assert store.is_handled("notify_customer", "m-1", NOW + HOUR - 1) is True
-        assert store.is_handled("notify_customer", "m-1", NOW + HOUR + 1) is False
-
-    def test_expiry_is_per_key(self, store):
-        store.mark_handled("notify_customer", "short", NOW + 60)
-        store.mark_handled("notify_customer", "long", NOW + HOUR)
-
+    def test_an_expired_key_claimed_again_is_refused_for_its_new_lifetime(self, store):
+        store.claim("notify_customer", "m-1", NOW, NOW + 60)
         later = NOW + 120
-        assert store.is_handled("notify_customer", "short", later) is False
-        assert store.is_handled("notify_customer", "long", later) is True
 
-    def test_an_expired_key_can_be_marked_again(self, store):
-        store.mark_handled("notify_customer", "m-1", NOW + 60)
+        assert store.claim("notify_customer", "m-1", later, later + HOUR) is True
+        assert store.claim("notify_customer", "m-1", later + 1, later + HOUR) is False
+
+    def test_each_key_keeps_its_own_expiry(self, store):
+        store.claim("notify_customer", "short", NOW, NOW + 60)
+        store.claim("notify_customer", "long", NOW, NOW + HOUR)
         later = NOW + 120
-        assert store.is_handled("notify_customer", "m-1", later) is False
 
-        store.mark_handled("notify_customer", "m-1", later + HOUR)
+        assert store.claim("notify_customer", "short", later, later + 60) is True
+        assert store.claim("notify_customer", "long", later, later + 60) is False
 
-        assert store.is_handled("notify_customer", "m-1", later) is True
+    def test_a_released_key_can_be_claimed_again(self, store):
+        store.claim("notify_customer", "m-1", NOW, NOW + HOUR)
+        store.release("notify_customer", "m-1")
 
-    def test_marking_again_moves_the_expiry(self, store):
-        store.mark_handled("notify_customer", "m-1", NOW + 60)
+        assert store.claim("notify_customer", "m-1", NOW + 1, NOW + HOUR) is True
 
-        store.mark_handled("notify_customer", "m-1", NOW + HOUR)
+    def test_releasing_an_unknown_key_is_harmless(self, store):
+        store.release("notify_customer", "never-seen")
 
-        assert store.is_handled("notify_customer", "m-1", NOW + 120) is True
+        assert store.claim("notify_customer", "never-seen", NOW, NOW + HOUR) is True
 
     def test_keys_are_compared_exactly(self, store):
-        store.mark_handled("notify_customer", "Order-1", NOW + HOUR)
+        store.claim("notify_customer", "Order-1", NOW, NOW + HOUR)
 
-        assert store.is_handled("notify_customer", "order-1", NOW) is False
-        assert store.is_handled("notify_customer", "Order-1 ", NOW) is False
+        assert store.claim("notify_customer", "order-1", NOW, NOW + HOUR) is True
+        assert store.claim("notify_customer", "Order-1 ", NOW, NOW + HOUR) is True
