@@ -1,0 +1,72 @@
+"""``ecopy db``: create and remove the tables ecopy keeps in the database.
+
+    ecopy --app shop.app:system db setup
+    ecopy db setup --url postgresql+psycopg://postgres@127.0.0.1/shop
+    ecopy --app shop.app:system db drop --yes
+
+Both are idempotent. The database is the application's (its ``DbalConfiguration``), or the one
+``--url`` names. The ``ecopy`` command finds this group through the ``ecopy.cli`` entry point.
+"""
+
+from __future__ import annotations
+
+import click
+from sqlalchemy.engine import Engine
+
+from ecopy.cli.app_loading import ApplicationReference
+from ecopy_dbal import schema
+from ecopy_dbal.database import Database, create_database_engine
+
+
+@click.group("db")
+def db_group() -> None:
+    """Create (`setup`) or remove (`drop`) every table ecopy needs in the database."""
+
+
+_url_option = click.option(
+    "--url",
+    metavar="URL",
+    help="A SQLAlchemy database URL; without it, the database of the --app application.",
+)
+
+
+@db_group.command("setup")
+@_url_option
+@click.pass_obj
+def setup_command(application: ApplicationReference, url: str | None) -> None:
+    """Create the tables that do not exist yet (safe to run again)."""
+    engine = _engine(application, url)
+    names = schema.setup(engine)
+    click.echo(f"ecopy tables ready in {_shown(engine)}: {', '.join(names)}")
+
+
+@db_group.command("drop")
+@_url_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def drop_command(application: ApplicationReference, url: str | None, yes: bool) -> None:
+    """Drop every ecopy table, with the messages, events and documents in them."""
+    engine = _engine(application, url)
+    if not yes:
+        click.confirm(
+            f"Drop every ecopy table in {_shown(engine)}, with all their rows?", abort=True
+        )
+    names = schema.drop(engine)
+    click.echo(f"ecopy tables dropped from {_shown(engine)}: {', '.join(names)}")
+
+
+def _engine(application: ApplicationReference, url: str | None) -> Engine:
+    if url is not None:
+        return create_database_engine(url)
+    system = application.load()
+    database = system.service(Database)
+    if database is None:
+        raise click.ClickException(
+            f"application {application.reference} has no database: add "
+            f"DbalConfiguration(url=...) to its extensions, or pass --url"
+        )
+    return database.engine
+
+
+def _shown(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)

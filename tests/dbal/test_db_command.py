@@ -1,0 +1,107 @@
+"""``ecopy db setup|drop`` (issue 5): create and remove every table ecopy needs, idempotently,
+for the application's database or a URL."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from ecopy.cli.main import cli
+from ecopy_dbal import schema
+
+ECOPY_TABLES = {
+    "ecopy_messages",
+    "ecopy_dead_letters",
+    "ecopy_deduplication",
+    "ecopy_documents",
+    "ecopy_events",
+    "ecopy_snapshots",
+}
+
+
+def tables(url: str) -> set[str]:
+    engine = sa.create_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def ecopy(*arguments: str):
+    return CliRunner().invoke(cli, list(arguments), catch_exceptions=False)
+
+
+@pytest.fixture
+def empty_url(database_url):
+    engine = sa.create_engine(database_url)
+    schema.drop(engine)
+    engine.dispose()
+    return database_url
+
+
+def test_setup_creates_every_table_and_can_run_again(empty_url):
+    first = ecopy("db", "setup", "--url", empty_url)
+    second = ecopy("db", "setup", "--url", empty_url)
+
+    assert first.exit_code == 0, first.output
+    assert second.exit_code == 0, second.output
+    assert "ecopy tables ready" in second.output
+    assert ECOPY_TABLES <= tables(empty_url)
+
+
+def test_drop_removes_them_and_can_run_again(empty_url):
+    ecopy("db", "setup", "--url", empty_url)
+
+    first = ecopy("db", "drop", "--url", empty_url, "--yes")
+    second = ecopy("db", "drop", "--url", empty_url, "--yes")
+
+    assert first.exit_code == 0, first.output
+    assert second.exit_code == 0, second.output
+    assert not ECOPY_TABLES & tables(empty_url)
+
+
+def test_drop_asks_before_it_destroys_anything(empty_url):
+    ecopy("db", "setup", "--url", empty_url)
+
+    result = CliRunner().invoke(cli, ["db", "drop", "--url", empty_url], input="n\n")
+
+    assert result.exit_code == 1
+    assert "Drop every ecopy table" in result.output
+    assert ECOPY_TABLES <= tables(empty_url)
+
+
+def test_setup_uses_the_database_of_the_application(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'shop.sqlite3'}"
+    (tmp_path / "db_shop.py").write_text(
+        textwrap.dedent(
+            f"""
+            import ecopy
+            from ecopy_dbal import DbalConfiguration
+
+            system = ecopy.bootstrap(
+                config=ecopy.ServiceConfiguration(
+                    extensions=[DbalConfiguration(url={url!r}, auto_setup=False)]
+                )
+            )
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    result = ecopy("--app", "db_shop:system", "db", "setup")
+
+    assert result.exit_code == 0, result.output
+    assert ECOPY_TABLES <= tables(url)
+
+
+def test_an_application_without_a_database_is_told_what_to_add(tmp_path, monkeypatch):
+    (tmp_path / "memory_shop.py").write_text("import ecopy\nsystem = ecopy.bootstrap()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    result = CliRunner().invoke(cli, ["--app", "memory_shop:system", "db", "setup"])
+
+    assert result.exit_code == 1
+    assert "has no database: add DbalConfiguration(url=...)" in result.output
