@@ -1,0 +1,127 @@
+"""The extension objects that enable the database module, and its registration.
+
+``DbalConfiguration`` is the module: with it among the extensions, commands and asynchronous
+handlers run in a database transaction, handlers may ask for the transaction's
+``sqlalchemy.Connection`` or ``sqlalchemy.orm.Session``, and dead letters, deduplication
+records, aggregates, sagas, snapshots and events are kept in the database (each can be turned
+off). ``DbalChannel(name)`` declares a database queue; ``DbalDeadLetter()`` keeps dead letters in
+the database when ``DbalConfiguration(dead_letters=False)`` turned that off for the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
+
+from ecopy.config.modules import ModuleContext
+from ecopy_dbal import schema
+from ecopy_dbal.codec import Codec
+from ecopy_dbal.database import Database, create_database_engine
+
+DEFAULT_URL = "sqlite:///ecopy.sqlite3"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DbalConfiguration:
+    """Enables the database module.
+
+    >>> DbalConfiguration(url="postgresql+psycopg://postgres@127.0.0.1/shop")  # doctest: +SKIP
+
+    ``url`` or ``engine`` names the database (default: ``sqlite:///ecopy.sqlite3``).
+    ``auto_setup`` creates the missing tables at bootstrap (default: on for SQLite, off for
+    servers, where ``ecopy db setup`` does it). The other options choose what lives in the
+    database instead of memory.
+    """
+
+    url: str | None = None
+    engine: Engine | None = None
+    auto_setup: bool | None = None
+    transactions: bool = True
+    dead_letters: bool = True
+    deduplication: bool = True
+    documents: bool = True
+    event_store: bool = True
+
+    def __post_init__(self) -> None:
+        if self.url is not None and self.engine is not None:
+            raise ValueError("DbalConfiguration takes url= or engine=, not both")
+
+    def create_database(self) -> Database:
+        engine = self.engine or create_database_engine(self.url or DEFAULT_URL)
+        database = Database(engine)
+        auto_setup = self.auto_setup
+        if auto_setup is None:
+            auto_setup = engine.dialect.name == "sqlite"
+        if auto_setup:
+            schema.setup(engine)
+        return database
+
+    def register(self, context: ModuleContext) -> None:
+        database = database_of(context)
+        if database is None:
+            return
+        codec = codec_of(context)
+        context.add_service(database)
+        if self.transactions:
+            context.use_transactions(database)
+        context.provide(Connection, database.connection)
+        context.provide(Session, database.session)
+        if self.dead_letters:
+            _keep_dead_letters(context, database)
+        if self.deduplication:
+            from ecopy_dbal.deduplication import DbalDeduplicationStore
+
+            context.use_deduplication_store(DbalDeduplicationStore(database))
+        if self.documents:
+            from ecopy_dbal.documents import DbalRepository
+
+            context.add_repository(DbalRepository(database, codec))
+        if self.event_store:
+            from ecopy_dbal.event_store import DbalEventStore, DbalSnapshotStore
+
+            context.use_event_store(DbalEventStore(database, codec))
+            if self.documents:
+                context.use_snapshot_store(DbalSnapshotStore(database, codec))
+
+
+@dataclass(frozen=True)
+class DbalDeadLetter:
+    """Keep dead letters in the database table ``ecopy_dead_letters``."""
+
+    def register(self, context: ModuleContext) -> None:
+        database = database_of(context, needed_by="DbalDeadLetter()")
+        if database is not None:
+            _keep_dead_letters(context, database)
+
+
+def _keep_dead_letters(context: ModuleContext, database: Database) -> None:
+    from ecopy_dbal.dead_letter import DbalDeadLetterStore
+
+    context.use_dead_letter_store(
+        context.shared(DbalDeadLetterStore, lambda: DbalDeadLetterStore(database))
+    )
+
+
+def database_of(context: ModuleContext, *, needed_by: str | None = None) -> Database | None:
+    """The application's one ``Database``, created from its ``DbalConfiguration``."""
+    configuration = context.extension(DbalConfiguration)
+    if configuration is None:
+        context.problems.append(
+            f"{needed_by} needs the database module: add DbalConfiguration(url=...) to the "
+            f"extensions"
+        )
+        return None
+    try:
+        return context.shared(Database, configuration.create_database)
+    except Exception as error:
+        context.problems.append(
+            f"DbalConfiguration: the database cannot be used ({type(error).__name__}: {error}); "
+            f"check the URL and that the server is running"
+        )
+        return None
+
+
+def codec_of(context: ModuleContext) -> Codec:
+    return context.shared(Codec, lambda: Codec(context.names, context.conversion))
