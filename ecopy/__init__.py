@@ -47,6 +47,7 @@ from ecopy.messaging.retry import (
     RetryTemplate,
 )
 from ecopy.messaging.scheduling import scheduled
+from ecopy.messaging.transaction import TransactionManager, without_transaction
 from ecopy.modelling.aggregate import (
     AggregateVersion,
     Identifier,
@@ -136,6 +137,7 @@ __all__ = [
     "SystemClock",
     "TargetIdentifier",
     "TargetVersion",
+    "TransactionManager",
     "WithEvents",
     "after",
     "aggregate",
@@ -159,4 +161,5 @@ __all__ = [
     "scheduled",
     "service_context",
     "time_to_live",
+    "without_transaction",
 ]
