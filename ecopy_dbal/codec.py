@@ -44,8 +44,15 @@ class Codec:
             return JSON_TYPE, to_json(payload).decode()
         cls = type(payload)
         kind = type_name(cls)
-        if self.names.resolve(kind) is None:
+        known = self.names.resolve(kind)
+        if known is None:
             self.names.register(cls)
+        elif known is not cls:
+            raise StoredDataError(
+                f"{cls.__module__}.{cls.__qualname__} and {known.__module__}.{known.__qualname__} "
+                f"are both named {kind!r}: a stored one could be read back as the other; give "
+                f"one of them another name with @named_event"
+            )
         try:
             return kind, to_json(payload).decode()
         except Exception as error:

@@ -34,12 +34,33 @@ class NoTransactionInProgress(EcopyError):
     """A handler asked for the transaction's connection or session outside a transaction."""
 
 
+# MySQL/MariaDB error codes worth another attempt: can't connect, server gone away, lost
+# connection, lock wait timeout, deadlock, connection killed, disconnected for inactivity.
+_MYSQL_TRANSIENT = frozenset({2002, 2003, 2006, 2013, 1205, 1213, 1927, 4031})
+
+
 def is_connection_error(error: BaseException) -> bool:
     """Errors after which the same work may succeed on a new connection: a lost or refused
-    connection, a deadlock, a busy SQLite file."""
-    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+    connection, a deadlock or serialization failure, a busy SQLite file. Anything else (a
+    missing table, a bad column) fails at once."""
+    if not isinstance(error, exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
         return True
-    return isinstance(error, exc.OperationalError)
+    original = error.orig
+    sqlstate = getattr(original, "sqlstate", None)
+    if isinstance(sqlstate, str):  # psycopg: connection exceptions, deadlock, serialization
+        return sqlstate.startswith("08") or sqlstate in ("40001", "40P01", "57P01")
+    arguments = getattr(original, "args", ())
+    if arguments and isinstance(arguments[0], int):  # PyMySQL
+        return arguments[0] in _MYSQL_TRANSIENT
+    text = str(original).lower()
+    if "database is locked" in text or "database is busy" in text:  # SQLite
+        return True
+    # A connection that failed before any statement (refused, reset) has no code.
+    return isinstance(error, exc.OperationalError) and (
+        "connect" in text or "closed" in text or "terminat" in text
+    )
 
 
 def create_database_engine(url: str) -> Engine:

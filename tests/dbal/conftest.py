@@ -28,16 +28,11 @@ def server_databases():
         server.drop()
 
 
-_prepared: set[str] = set()
-
-
 def clean(url: str) -> None:
     """ecopy's tables exist and are empty; tables the tests made are dropped."""
     engine = sa.create_engine(url)
     try:
-        if url not in _prepared:
-            schema.setup(engine)
-            _prepared.add(url)
+        schema.setup(engine)  # a test may have dropped them (ecopy db drop)
         ours = {table.name for table in schema.all_tables()}
         with engine.begin() as connection:
             for table in reversed(schema.all_tables()):
