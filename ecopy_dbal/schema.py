@@ -7,6 +7,7 @@ types are chosen to work the same on SQLite, PostgreSQL and MariaDB/MySQL.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
@@ -20,8 +21,30 @@ LongText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 #: Seconds since the epoch, with sub-millisecond precision.
 Timestamp: sa.Double[float] = sa.Double()
 
-#: Identifiers, names and keys (MySQL needs a length to index them).
-Key = sa.String(255)
+
+class Key(sa.types.TypeDecorator[str]):
+    """Identifiers, names and keys, up to 255 characters, compared exactly everywhere.
+
+    MySQL's default collations ignore case and trailing spaces, so "Order-1", "order-1" and
+    "Order-1 " would be one key there; on MySQL it is stored as UTF-8 bytes instead (255
+    characters of up to 4 bytes)."""
+
+    impl = sa.String(255)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.VARBINARY(1020))
+        return dialect.type_descriptor(sa.String(255))
+
+    def process_bind_param(self, value: str | None, dialect: sa.Dialect) -> Any:
+        if value is not None and dialect.name in ("mysql", "mariadb"):
+            return value.encode()
+        return value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> str | None:
+        return value.decode() if isinstance(value, bytes) else value
+
 
 _STORE_MODULES = (
     "ecopy_dbal.channel",

@@ -138,7 +138,11 @@ def deduplicating(
         try:
             return core(message)
         except BaseException:
-            store.release(scope, text)
+            try:
+                store.release(scope, text)
+            except Exception as release_error:
+                # The handler's error is the one to see; a claim left behind expires.
+                logger.error("%s could not release key %r: %s", scope, text, release_error)
             raise
 
     return handle

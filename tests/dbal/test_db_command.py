@@ -49,7 +49,7 @@ def test_setup_creates_every_table_and_can_run_again(empty_url):
     assert first.exit_code == 0, first.output
     assert second.exit_code == 0, second.output
     assert "ecopy tables ready" in second.output
-    assert ECOPY_TABLES <= tables(empty_url)
+    assert tables(empty_url) >= ECOPY_TABLES
 
 
 def test_drop_removes_them_and_can_run_again(empty_url):
@@ -70,7 +70,7 @@ def test_drop_asks_before_it_destroys_anything(empty_url):
 
     assert result.exit_code == 1
     assert "Drop every ecopy table" in result.output
-    assert ECOPY_TABLES <= tables(empty_url)
+    assert tables(empty_url) >= ECOPY_TABLES
 
 
 def test_setup_uses_the_database_of_the_application(tmp_path, monkeypatch):
@@ -94,7 +94,7 @@ def test_setup_uses_the_database_of_the_application(tmp_path, monkeypatch):
     result = ecopy("--app", "db_shop:system", "db", "setup")
 
     assert result.exit_code == 0, result.output
-    assert ECOPY_TABLES <= tables(url)
+    assert tables(url) >= ECOPY_TABLES
 
 
 def test_an_application_without_a_database_is_told_what_to_add(tmp_path, monkeypatch):

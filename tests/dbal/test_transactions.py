@@ -87,7 +87,9 @@ class Customers:
     def register(
         self, command: RegisterCustomer, connection: sa.Connection, events: ecopy.EventBus
     ) -> None:
-        connection.execute(customers.insert().values(customer_id=command.customer_id, name=command.name))
+        connection.execute(
+            customers.insert().values(customer_id=command.customer_id, name=command.name)
+        )
         events.publish(CustomerRegistered(command.customer_id))
         if command.fail_after_write:
             raise WriteFailed(f"registration of {command.customer_id} failed after writing")
@@ -101,13 +103,17 @@ class Customers:
 
     @query_handler
     def count(self, query: CountCustomers, connection: sa.Connection) -> int:
-        return int(connection.execute(sa.select(sa.func.count()).select_from(customers)).scalar_one())
+        return int(
+            connection.execute(sa.select(sa.func.count()).select_from(customers)).scalar_one()
+        )
 
     @without_transaction
     @command_handler
     def import_customer(self, command: ImportCustomer, database: Database) -> None:
         database.run(
-            lambda c: c.execute(customers.insert().values(customer_id=command.customer_id, name="imported"))
+            lambda c: c.execute(
+                customers.insert().values(customer_id=command.customer_id, name="imported")
+            )
         )
         raise WriteFailed("the import failed after its write, which committed on its own")
 
@@ -132,7 +138,9 @@ class Welcome:
     @event_handler
     def on_registered(self, event: CustomerRegistered, connection: sa.Connection) -> None:
         connection.execute(
-            customers.update().where(customers.c.customer_id == event.customer_id).values(name="welcomed")
+            customers.update()
+            .where(customers.c.customer_id == event.customer_id)
+            .values(name="welcomed")
         )
         if self.broken:
             raise WriteFailed("welcome mail server down")
@@ -166,14 +174,26 @@ def app(database_url):
         classes=[Customers, Invoicing, Welcome],
         services=[Customers(), Invoicing(), Welcome()],
         config=ServiceConfiguration(
-            extensions=[DbalConfiguration(url=database_url, auto_setup=True, dead_letters=False, deduplication=False, documents=False, event_store=False), QueueChannel("welcome")]
+            extensions=[
+                DbalConfiguration(
+                    url=database_url,
+                    auto_setup=True,
+                    dead_letters=False,
+                    deduplication=False,
+                    documents=False,
+                    event_store=False,
+                ),
+                QueueChannel("welcome"),
+            ]
         ),
     )
     yield system
     system.service(Database).dispose()
 
 
-def test_a_command_commits_what_its_handler_wrote_through_the_injected_connection(app, database_url):
+def test_a_command_commits_what_its_handler_wrote_through_the_injected_connection(
+    app, database_url
+):
     app.command_bus.send(RegisterCustomer("c-1", "Ada"))
 
     assert rows(database_url) == {"c-1": "Ada"}
