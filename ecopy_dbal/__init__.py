@@ -4,13 +4,26 @@ Add ``DbalConfiguration(url=...)`` to the extensions; see docs/dbal.md.
 """
 
 from ecopy.messaging.transaction import without_transaction
+from ecopy_dbal.channel import DbalChannel
+from ecopy_dbal.codec import StoredDataError
 from ecopy_dbal.configuration import DbalConfiguration, DbalDeadLetter
 from ecopy_dbal.database import Database, NoTransactionInProgress
+from ecopy_dbal.dead_letter import DbalDeadLetterStore
+from ecopy_dbal.deduplication import DbalDeduplicationStore
+from ecopy_dbal.documents import DbalRepository
+from ecopy_dbal.event_store import DbalEventStore, DbalSnapshotStore
 
 __all__ = [
     "Database",
+    "DbalChannel",
     "DbalConfiguration",
     "DbalDeadLetter",
+    "DbalDeadLetterStore",
+    "DbalDeduplicationStore",
+    "DbalEventStore",
+    "DbalRepository",
+    "DbalSnapshotStore",
     "NoTransactionInProgress",
+    "StoredDataError",
     "without_transaction",
 ]

@@ -26,6 +26,6 @@ def test_an_unreachable_server_database_says_which_and_why(monkeypatch):
     server = ServerDatabase("PostgreSQL", "postgresql+psycopg://postgres@127.0.0.1:1/test")
 
     with pytest.raises(
-        pytest.fail.Exception, match="PostgreSQL is not reachable .*OperationalError"
+        pytest.fail.Exception, match=r"PostgreSQL is not reachable .*OperationalError"
     ):
         server.create()

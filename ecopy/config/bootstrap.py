@@ -331,30 +331,28 @@ class SystemBuilder:
             self.channels[name] = channel
             if isinstance(channel, PollableChannel):
                 self.queues[name] = channel
-        container = self.container
+        added = {id(service) for service in modules.added_services}
+
+        def given(port: type[Any]) -> list[Any]:
+            return [s for s in self.container.implementations(port) if id(s) not in added]
+
+        def first_given(port: type[Any]) -> Any:
+            found = given(port)
+            return found[0] if found else None
+
         self.dead_letters = (
-            container.implementation(DeadLetterStore)
-            or modules.dead_letter_store
-            or self.dead_letters
+            first_given(DeadLetterStore) or modules.dead_letter_store or self.dead_letters
         )
         self.deduplication = (
-            container.implementation(DeduplicationStore)
-            or modules.deduplication_store
-            or self.deduplication
+            first_given(DeduplicationStore) or modules.deduplication_store or self.deduplication
         )
         self.transactions = (
-            container.implementation(TransactionManager)
-            or modules.transactions
-            or self.transactions
+            first_given(TransactionManager) or modules.transactions or self.transactions
         )
         self.aggregates.configure(
-            repositories=[
-                *container.implementations(Repository),
-                *modules.repositories,
-                InMemoryRepository(),
-            ],
-            event_store=container.implementation(EventStore) or modules.event_store,
-            snapshots=container.implementation(SnapshotStore) or modules.snapshot_store,
+            repositories=[*given(Repository), *modules.repositories, InMemoryRepository()],
+            event_store=first_given(EventStore) or modules.event_store,
+            snapshots=first_given(SnapshotStore) or modules.snapshot_store,
         )
         self.binder.providers.update(modules.providers)
 

@@ -64,6 +64,7 @@ class ModuleContext:
         self.snapshot_store: SnapshotStore | None = None
         self.transactions: TransactionManager | None = None
         self.providers: dict[type[Any], Callable[[], Any]] = {}
+        self.added_services: list[object] = []
         self._shared: dict[Any, Any] = {}
 
     def extension(self, kind: type[T]) -> T | None:
@@ -87,7 +88,11 @@ class ModuleContext:
         self.channels[name] = channel
 
     def add_service(self, instance: object) -> None:
+        """Make ``instance`` injectable into handlers (by type) and findable with
+        ``app.service(type)``. It does not take the place of a store or of the transactions:
+        only services given to bootstrap do."""
         self.container.add(instance)
+        self.added_services.append(instance)
 
     def add_repository(self, repository: Repository) -> None:
         """A repository for state-stored aggregates and sagas; services registered with

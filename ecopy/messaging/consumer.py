@@ -202,10 +202,12 @@ class PollingConsumer(ConsumerLoop):
         endpoint_id = message._headers.get(ENDPOINT_ID)
         forward = self.forwards.get(endpoint_id) if endpoint_id is not None else None
         if forward is not None:
-            with self._transaction():
-                forward.send(message.with_headers({CHANNEL: forward.name}))
-                if self._acknowledge is not None:
-                    self._acknowledge(message)
+            # No transaction: the next channel (a broker, say) cannot join one anyway, and a
+            # database queue may then acknowledge forwarded messages in batches. A relay that
+            # dies in between forwards again after the visibility timeout: at least once.
+            forward.send(message.with_headers({CHANNEL: forward.name}))
+            if self._acknowledge is not None:
+                self._acknowledge(message)
             return
         handler = self.handlers.get(endpoint_id) if endpoint_id is not None else self.default
         if handler is None:

@@ -263,3 +263,20 @@ def test_the_handlers_connection_is_the_transactions_connection(app, database_ur
         assert rows(database_url) == {}  # not committed yet: the command joined `outer`
 
     assert rows(database_url) == {"c-1": "Ada"}
+
+
+def test_transactions_can_be_turned_off(database_url):
+    engine = sa.create_engine(database_url)
+    business.create_all(engine)
+    engine.dispose()
+    system = ecopy.bootstrap(
+        classes=[Customers],
+        config=ServiceConfiguration(
+            extensions=[DbalConfiguration(url=database_url, auto_setup=True, transactions=False)]
+        ),
+    )
+    try:
+        with pytest.raises(NoTransactionInProgress):
+            system.command_bus.send(RegisterCustomer("c-1", "Ada"))
+    finally:
+        system.service(Database).dispose()
