@@ -7,19 +7,19 @@ from typing import Annotated, Any
 
 from ecopy import CommandBus, Header, Marker, MethodInvocation, around, before
 from examples.shop.domain import InvalidOrder, PlaceOrder
-from examples.shop.state import Catalogue
+from examples.shop.services import Catalogue
 
 
 class Validated(Marker):
     """Marks the handlers whose commands ``ValidateOrders`` checks first."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class AuditEntry:
     user: str
     command: str
     message_id: str
-    outcome: str
+    outcome: str = "in progress"
 
     def __str__(self) -> str:
         return f"[{self.message_id[:8]}] {self.user}: {self.command} -> {self.outcome}"
@@ -27,7 +27,10 @@ class AuditEntry:
 
 @dataclass
 class AuditLog:
-    """One entry per command: who sent what, and how it ended."""
+    """One entry per command, in the order they were sent: who sent what, and how it ended.
+
+    Commands sent by handlers (a saga's, say) pass the command bus too, so they are audited
+    with the headers they inherited."""
 
     entries: list[AuditEntry] = field(default_factory=list)
 
@@ -35,15 +38,14 @@ class AuditLog:
     def audit(
         self, invocation: MethodInvocation, user: Annotated[str, Header("user")] = "anonymous"
     ) -> Any:
-        what = describe(invocation.payload)
-        message_id = invocation.message.id
+        entry = AuditEntry(user, describe(invocation.payload), invocation.message.id)
+        self.entries.append(entry)
         try:
             result = invocation.proceed()
         except Exception as error:
-            refused = f"refused ({type(error).__name__})"
-            self.entries.append(AuditEntry(user, what, message_id, refused))
+            entry.outcome = f"refused ({type(error).__name__})"
             raise
-        self.entries.append(AuditEntry(user, what, message_id, "ok"))
+        entry.outcome = "ok"
         return result
 
 

@@ -1,10 +1,9 @@
-"""The shop's state: in-memory stand-ins for what would be database tables."""
+"""The services the handlers are given (matched by type): stand-ins for the world outside the
+database — a price list, a mail server and a printer."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from examples.shop.domain import OrderView
 
 
 @dataclass
@@ -15,22 +14,8 @@ class Catalogue:
 
 
 @dataclass
-class OrderBook:
-    """Orders by (tenant, order id): two tenants may use the same order id."""
-
-    orders: dict[tuple[str, str], OrderView] = field(default_factory=dict)
-
-
-@dataclass
-class Warehouse:
-    """Units in stock, by product."""
-
-    stock: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
 class Mailbox:
-    """Notifications the shop sent."""
+    """The notifications the shop sent."""
 
     sent: list[str] = field(default_factory=list)
 
