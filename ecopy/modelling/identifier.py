@@ -18,6 +18,8 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from pydantic_core import from_json
+
 from ecopy.errors import IdentifierNotFound
 from ecopy.messaging.message import Message
 from ecopy.modelling.aggregate import TargetIdentifier
@@ -55,6 +57,12 @@ def path_getter(path: str) -> Getter:
 
     def payload(message: Message) -> Any:
         value = message._payload
+        if isinstance(value, (str, bytes, bytearray)):
+            # A JSON text payload is read like the dict the handler will receive.
+            try:
+                value = from_json(value)
+            except ValueError:
+                return _MISSING
         for part in parts:
             value = _field(value, part)
             if value is _MISSING:

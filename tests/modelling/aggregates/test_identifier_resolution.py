@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import pytest
+from pydantic import BaseModel
 
 from ecopy import (
     AggregateNotFound,
@@ -377,3 +378,32 @@ def test_an_event_published_by_one_aggregate_reaches_the_one_its_target_field_na
 
     assert flow.get_aggregate(Purse, "alice").balance == 70
     assert flow.get_aggregate(Purse, "bob").balance == 30
+
+
+class RenameProduct(BaseModel):
+    sku: str
+    name: str
+
+
+@aggregate
+@dataclass
+class CatalogueProduct:
+    sku: Annotated[str, Identifier]
+    name: str = ""
+
+    @command_handler("product.create")
+    @staticmethod
+    def create(command: RenameProduct) -> CatalogueProduct:
+        return CatalogueProduct(command.sku, command.name)
+
+    @command_handler("product.rename")
+    def rename(self, command: RenameProduct) -> None:
+        self.name = command.name
+
+
+def test_an_action_finds_its_identifier_in_a_json_text_payload():
+    flow = bootstrap_flow_testing(classes=[CatalogueProduct])
+    flow.command_bus.send_with_routing("product.create", '{"sku": "p-1", "name": "Kettle"}')
+    flow.command_bus.send_with_routing("product.rename", '{"sku": "p-1", "name": "Mug"}')
+
+    assert flow.get_aggregate(CatalogueProduct, "p-1").name == "Mug"
