@@ -10,7 +10,6 @@ retries the message, a command caller sees the error).
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -124,6 +123,7 @@ class Database(TransactionManager):
         self.engine = engine
         self.dialect = engine.dialect.name
         self._unit: ContextVar[_Unit | None] = ContextVar(f"ecopy_dbal_{id(self)}", default=None)
+        self._retrying_attempts = retry_attempts
         self._retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_connection_error),
             wait=tenacity.wait_exponential(multiplier=0.05, max=retry_max_wait),
@@ -131,8 +131,6 @@ class Database(TransactionManager):
             before_sleep=self._log_retry,
             reraise=True,
         )
-        self._setup_lock = threading.Lock()
-        self.is_set_up = False
 
     @property
     def in_transaction(self) -> bool:
@@ -141,12 +139,17 @@ class Database(TransactionManager):
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """Begin a transaction, or join the one in progress; yields its connection. Any
-        exception rolls the outermost transaction back."""
+        exception rolls the outermost transaction back. Beginning is retried with back-off
+        when the database cannot be reached."""
         unit = self._unit.get()
         if unit is not None:
             yield unit.connection
             return
-        connection = self._retrying.copy()(self._begin)
+        with self._outermost(self._retried(self._begin)) as connection:
+            yield connection
+
+    @contextmanager
+    def _outermost(self, connection: Connection) -> Iterator[Connection]:
         unit = _Unit(connection)
         token = self._unit.set(unit)
         try:
@@ -188,10 +191,25 @@ class Database(TransactionManager):
             return work(unit.connection)
 
         def attempt() -> T:
-            with self.transaction() as connection:
+            # Not self.transaction(): its own retries would multiply with these.
+            with self._outermost(self._begin()) as connection:
                 return work(connection)
 
-        return self._retrying.copy()(attempt)
+        return self._retried(attempt)
+
+    def _retried(self, call: Callable[[], T]) -> T:
+        """``call()``, retried with back-off only after a transient error (the fast path
+        builds no retry state)."""
+        try:
+            return call()
+        except exc.DBAPIError as error:
+            if not is_connection_error(error):
+                raise
+            logger.warning("database %s: %s; retrying", self._shown(), error)
+        retrying = self._retrying.copy(
+            stop=tenacity.stop_after_attempt(max(self._retrying_attempts - 1, 1))
+        )
+        return retrying(call)
 
     def connection(self) -> Connection:
         """The connection of the transaction in progress (what handlers get injected)."""
@@ -226,10 +244,13 @@ class Database(TransactionManager):
         error = outcome.exception() if outcome is not None else None
         logger.warning(
             "database %s: %s; retrying (attempt %d)",
-            self.engine.url.render_as_string(hide_password=True),
+            self._shown(),
             error,
             state.attempt_number + 1,
         )
+
+    def _shown(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -1,0 +1,48 @@
+"""``Database``: transient errors are retried a bounded number of times; others fail at once."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from sqlalchemy import event, exc
+
+from ecopy_dbal.database import Database, create_database_engine
+
+
+@pytest.fixture
+def unreachable():
+    engine = create_database_engine("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    attempts = []
+    event.listen(engine, "do_connect", lambda *args: attempts.append(1))
+    yield Database(engine, retry_attempts=3, retry_max_wait=0.001), attempts
+    engine.dispose()
+
+
+def test_a_store_call_outside_a_transaction_tries_as_often_as_configured(unreachable, caplog):
+    database, attempts = unreachable
+
+    with caplog.at_level(logging.WARNING, "ecopy.dbal"), pytest.raises(exc.OperationalError):
+        database.run(lambda connection: connection.exec_driver_sql("select 1"))
+
+    assert len(attempts) == 3
+    assert "retrying" in caplog.text and "127.0.0.1:1/nowhere" in caplog.text
+
+
+def test_beginning_a_transaction_tries_as_often_as_configured(unreachable):
+    database, attempts = unreachable
+
+    with pytest.raises(exc.OperationalError), database.transaction():
+        pass
+
+    assert len(attempts) == 3
+
+
+def test_an_error_that_another_attempt_cannot_fix_is_not_retried(tmp_path, caplog):
+    database = Database(create_database_engine(f"sqlite:///{tmp_path / 'x.sqlite3'}"))
+
+    with caplog.at_level(logging.WARNING, "ecopy.dbal"), pytest.raises(exc.OperationalError):
+        database.run(lambda connection: connection.exec_driver_sql("select * from missing"))
+
+    assert "retrying" not in caplog.text
+    database.dispose()
