@@ -42,6 +42,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc
 from sqlalchemy.engine import Connection
 
 from ecopy.config.modules import ModuleContext
@@ -52,7 +53,7 @@ from ecopy.messaging.delivery import DELIVER_AT, ENDPOINT_ID, EXPIRES_AT, PRIORI
 from ecopy.messaging.message import Message
 from ecopy.messaging.serialization import MessageSerializer
 from ecopy_dbal.configuration import database_of
-from ecopy_dbal.database import Database
+from ecopy_dbal.database import Database, is_connection_error
 from ecopy_dbal.schema import Key, LongText, Timestamp, metadata
 
 logger = logging.getLogger("ecopy.dbal.channel")
@@ -251,7 +252,15 @@ class DbalQueue:
             self._forget_acknowledged(consumer)
             claimed = self._next_prefetched()
             if claimed is None:
-                self._claim()
+                try:
+                    self._claim()
+                except exc.DBAPIError as error:
+                    if not is_connection_error(error):
+                        raise
+                    # The database is still away after the retries: the consumer goes on
+                    # polling (and waiting) instead of ending its run.
+                    logger.error("channel %s: cannot claim messages: %s", self.name, error)
+                    return None
                 claimed = self._next_prefetched()
             if claimed is None:
                 return None

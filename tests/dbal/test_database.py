@@ -46,3 +46,25 @@ def test_an_error_that_another_attempt_cannot_fix_is_not_retried(tmp_path, caplo
 
     assert "retrying" not in caplog.text
     database.dispose()
+
+
+def test_a_consumer_keeps_polling_through_an_outage_longer_than_the_retries(caplog):
+    import ecopy
+    from ecopy import ServiceConfiguration
+    from ecopy_dbal import DbalChannel, DbalConfiguration
+
+    engine = create_database_engine("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    app = ecopy.bootstrap(
+        config=ServiceConfiguration(
+            extensions=[DbalConfiguration(engine=engine, auto_setup=False), DbalChannel("orders")]
+        )
+    )
+    queue = app.channel("orders")
+    queue._database._retrying_attempts = 1  # keep the test fast: give up on the first error
+
+    with caplog.at_level(logging.ERROR, "ecopy.dbal.channel"):
+        assert queue.receive() is None
+        assert queue.receive() is None
+
+    assert caplog.text.count("channel orders: cannot claim messages") == 2
+    engine.dispose()
