@@ -26,7 +26,6 @@ it checks that the libraries end in the same state (balance, version, snapshot).
 """
 
 import gc
-import importlib.util
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from timing import (
     Library,
     build_all,
     expect,
+    imported_from,
     measure,
     parse_args,
     python_description,
@@ -468,14 +468,6 @@ def print_key_ratios(workloads: Sequence[Workload]) -> None:
                 summarize(without.samples_ns),
             )
         )
-
-
-def imported_from(module: str) -> str:
-    """Where ``import module`` resolves, without importing it (ecopy is often run from a tree)."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None:
-        return "not importable"
-    return spec.origin
 
 
 def print_environment(calls: int, repeats: int, warmup: int) -> None:

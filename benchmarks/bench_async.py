@@ -41,7 +41,6 @@ import argparse
 import asyncio
 import cProfile
 import gc
-import importlib.util
 import pstats
 import sys
 from collections.abc import Callable, Sequence
@@ -53,6 +52,7 @@ from timing import (
     Library,
     build_all,
     expect,
+    imported_from,
     parse_args,
     python_description,
     ratio_line,
@@ -454,14 +454,6 @@ def print_key_ratios(round_trips: Sequence[RoundTrip]) -> None:
     for other in others:
         label = f"ecopy vs faststream {other.variant:<{width}}"
         print(ratio_line(label, summarize(ours.samples_ns), summarize(other.samples_ns)))
-
-
-def imported_from(module: str) -> str:
-    """Where ``import module`` resolves, without importing it (ecopy is often run from a tree)."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None:
-        return "not importable"
-    return spec.origin
 
 
 def print_environment(events: int, calls: int, repeats: int) -> None:

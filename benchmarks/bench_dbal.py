@@ -36,7 +36,6 @@ checks the state it reached, so a broken workload cannot report a fast number.
 
 import argparse
 import gc
-import importlib.util
 import json
 import os
 import sys
@@ -54,6 +53,7 @@ from timing import (
     Summary,
     build_all,
     expect,
+    imported_from,
     parse_args,
     python_description,
     ratio_line,
@@ -1051,14 +1051,6 @@ def print_key_ratios(workloads: Sequence[Workload]) -> None:
             print(f"  {label:<{width}}  n/a (not measured)")
             continue
         print(ratio_line(f"{label:<{width}}", ours[1], theirs[1]))
-
-
-def imported_from(module: str) -> str:
-    """Where ``import module`` resolves, without importing it (ecopy is often run from a tree)."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None:
-        return "not importable"
-    return spec.origin
 
 
 def print_environment(db: BenchDatabase, sizes: Sizes, repeats: int) -> None:

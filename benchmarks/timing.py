@@ -12,6 +12,7 @@ enabled. A ``gc.collect()`` runs between timed repeats, never inside one.
 import argparse
 import gc
 import importlib.metadata
+import importlib.util
 import platform
 import statistics
 import sys
@@ -129,6 +130,14 @@ def version_of(distribution: str) -> str:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return "not installed (as a distribution)"
+
+
+def imported_from(module: str) -> str:
+    """Where ``import module`` resolves, without importing it (ecopy is often run from a tree)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return "not importable"
+    return spec.origin
 
 
 def python_description() -> str:
