@@ -49,7 +49,7 @@ from ecopy.config.modules import ModuleContext
 from ecopy.errors import EcopyError
 from ecopy.messaging.channel import FinalFailureStrategy, UndeliverableMessage
 from ecopy.messaging.clock import Clock
-from ecopy.messaging.delivery import DELIVER_AT, ENDPOINT_ID, EXPIRES_AT, PRIORITY
+from ecopy.messaging.delivery import ENDPOINT_ID, delivery_of
 from ecopy.messaging.message import Message
 from ecopy.messaging.serialization import MessageSerializer
 from ecopy_dbal.configuration import database_of
@@ -213,11 +213,12 @@ class DbalQueue:
 
     def send(self, message: Message) -> None:
         """Queue ``message``; inside a transaction it commits or rolls back with it."""
+        due, expires_at, priority = delivery_of(message)
         self.send_serialized(
             self._serializer.serialize(message),
-            deliver_at=message.header(DELIVER_AT),
-            expires_at=message.header(EXPIRES_AT),
-            priority=int(message.header(PRIORITY, 0) or 0),
+            deliver_at=due,
+            expires_at=expires_at,
+            priority=priority,
         )
 
     def send_serialized(

@@ -19,9 +19,7 @@ from pydantic_core import from_json, to_json, to_jsonable_python
 from ecopy.errors import EcopyError
 from ecopy.messaging.conversion import PayloadConversion
 from ecopy.messaging.naming import TypeRegistry, type_name
-from ecopy.messaging.serialization import JSON_TYPE
-
-_JSON_NATIVE = (dict, list, str, int, float, bool, type(None))
+from ecopy.messaging.serialization import JSON_NATIVE, JSON_TYPE
 
 
 class StoredDataError(EcopyError):
@@ -40,7 +38,7 @@ class Codec:
 
     def encode_payload(self, payload: Any) -> tuple[str, str]:
         """``(type name, JSON text)``; the type is registered so it can be read back."""
-        if isinstance(payload, _JSON_NATIVE):
+        if isinstance(payload, JSON_NATIVE):
             return JSON_TYPE, to_json(payload).decode()
         cls = type(payload)
         kind = type_name(cls)

@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from ecopy.errors import EcopyError
 from ecopy.messaging.clock import Clock
-from ecopy.messaging.delivery import DELIVER_AT, EXPIRES_AT, PRIORITY
+from ecopy.messaging.delivery import delivery_of
 from ecopy.messaging.message import Message
 from ecopy.messaging.serialization import MessageSerializer
 
@@ -127,12 +127,12 @@ class InMemoryQueue:
         self._front = itertools.count(-1, -1)
 
     def send(self, message: Message) -> None:
-        headers = message._headers
+        due, expires_at, priority = delivery_of(message)
         self.send_serialized(
             self._serializer.serialize(message),
-            deliver_at=headers.get(DELIVER_AT),
-            expires_at=headers.get(EXPIRES_AT),
-            priority=int(headers.get(PRIORITY, 0) or 0),
+            deliver_at=due,
+            expires_at=expires_at,
+            priority=priority,
         )
 
     def send_serialized(
@@ -177,13 +177,10 @@ class InMemoryQueue:
 
     def return_message(self, message: Message) -> None:
         """Put a message that could not be handled back at the head of the queue."""
-        headers = message._headers
+        _, expires_at, priority = delivery_of(message)
         body = self._serializer.serialize(message)
-        priority = int(headers.get(PRIORITY, 0) or 0)
         with self._lock:
-            heapq.heappush(
-                self._ready, (-priority, next(self._front), body, headers.get(EXPIRES_AT))
-            )
+            heapq.heappush(self._ready, (-priority, next(self._front), body, expires_at))
 
     def __len__(self) -> int:
         with self._lock:

@@ -12,6 +12,7 @@ from typing import Any, Final, TypeVar
 
 from ecopy.messaging.clock import as_timestamp
 from ecopy.messaging.declaration import declare
+from ecopy.messaging.message import Message
 
 F = TypeVar("F")
 
@@ -82,3 +83,13 @@ def deliver_at(delay: Any, now: float) -> float:
     if isinstance(delay, datetime):
         return as_timestamp(delay)
     return now + _seconds(delay)
+
+
+def delivery_of(message: Message) -> tuple[float | None, float | None, int]:
+    """A message's ``(deliver_at, expires_at, priority)``, as every queue channel reads them."""
+    headers = message._headers
+    return (
+        headers.get(DELIVER_AT),
+        headers.get(EXPIRES_AT),
+        int(headers.get(PRIORITY, 0) or 0),
+    )

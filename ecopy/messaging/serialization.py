@@ -19,7 +19,7 @@ from ecopy.messaging.message import Message, build_message
 from ecopy.messaging.naming import TypeRegistry, type_name
 
 JSON_TYPE: Final = "json"
-_JSON_NATIVE = (dict, list, str, int, float, bool, type(None))
+JSON_NATIVE = (dict, list, str, int, float, bool, type(None))
 
 
 class MessageSerializationError(EcopyError):
@@ -37,7 +37,7 @@ class MessageSerializer:
 
     def serialize(self, message: Message) -> str:
         payload = message.payload
-        if isinstance(payload, _JSON_NATIVE):
+        if isinstance(payload, JSON_NATIVE):
             kind = JSON_TYPE
         else:
             kind = type_name(type(payload))
