@@ -19,6 +19,7 @@ from ecopy.errors import (
     MessageConversionError,
     MissingHeader,
     NoHandlerFound,
+    NonRetryableError,
 )
 from ecopy.messaging.channel import QueueChannel
 from ecopy.messaging.clock import Clock, ControlledClock, SystemClock
@@ -125,6 +126,7 @@ __all__ = [
     "MissingHeader",
     "NewEvent",
     "NoHandlerFound",
+    "NonRetryableError",
     "PollingMetadata",
     "QueryBus",
     "QueueChannel",

@@ -9,6 +9,16 @@ class EcopyError(Exception):
     """Root of every error raised by ecopy."""
 
 
+class NonRetryableError(EcopyError):
+    """A failure that retrying cannot fix: the message goes straight to the dead letters.
+
+    Raise it (or a subclass) from a handler for a message that can never succeed, such as an
+    order for a product that does not exist. A consumer sends such a message to the dead-letter
+    store with the reason whatever its error handling says: it is never retried, never dropped
+    and never stops the consumer. Conversion failures and missing headers are of this kind.
+    """
+
+
 class ConfigurationError(EcopyError):
     """The application's configuration is invalid.
 
@@ -38,7 +48,7 @@ class NoHandlerFound(EcopyError):
         super().__init__(message)
 
 
-class MessageConversionError(EcopyError):
+class MessageConversionError(NonRetryableError):
     """A payload could not be converted to the type a handler expects."""
 
     def __init__(
@@ -84,7 +94,7 @@ class HeaderConversionError(MessageConversionError):
         )
 
 
-class MissingHeader(EcopyError):
+class MissingHeader(NonRetryableError):
     """A handler needs a header that the message does not carry."""
 
     def __init__(self, *, handler: str, header: str, message_id: str) -> None:
@@ -119,7 +129,7 @@ class AggregateNotFound(EcopyError):
         return error
 
 
-class IdentifierNotFound(EcopyError):
+class IdentifierNotFound(NonRetryableError):
     """A message does not say which aggregate (or saga) it is for."""
 
 

@@ -15,9 +15,16 @@ How a message travels:
   Either way no row is claimed by two consumers at once.
 * ``acknowledge`` deletes the row; inside the handler's transaction, so the message is gone
   exactly when the handler's effects commit. ``return_message`` makes it visible again.
+* While a message is being handled its claim is renewed in the background, every third of the
+  visibility timeout: a slow handler keeps its message. An acknowledgement that finds the row
+  claimed by another consumer (this claim expired after all: the database could not be
+  reached to renew it) raises ``ClaimLost``, which rolls the handler's transaction back; the
+  consumer that holds the message now handles it, so its effects are committed once.
 * A consumer that dies between claim and acknowledgement leaves the row claimed: it is
   delivered again once ``claimed_until`` has passed. Nothing is lost; at worst a message is
   delivered again after the visibility timeout.
+* Every time in the table is the database server's clock (with the system clock; a test
+  clock's own time in flow tests): consumers whose clocks disagree still agree on claims.
 
 Prefetch: one claim takes up to ``prefetch`` rows, which cuts the round trips of a busy
 consumer (the outbox relay). A prefetched row waits in the consumer while the ones before it
@@ -35,26 +42,28 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import KW_ONLY, dataclass, field
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import exc
 from sqlalchemy.engine import Connection
 
 from ecopy.config.modules import ModuleContext
 from ecopy.errors import EcopyError
-from ecopy.messaging.channel import FinalFailureStrategy, UndeliverableMessage
-from ecopy.messaging.clock import Clock
+from ecopy.messaging.channel import ClaimLost, FinalFailureStrategy, UndeliverableMessage
+from ecopy.messaging.clock import Clock, SystemClock
 from ecopy.messaging.delivery import ENDPOINT_ID, delivery_of
 from ecopy.messaging.message import Message
+from ecopy.messaging.outage import describe
 from ecopy.messaging.serialization import MessageSerializer
 from ecopy_dbal.configuration import database_of
-from ecopy_dbal.database import Database, is_connection_error
-from ecopy_dbal.schema import Key, LongText, Timestamp, metadata
+from ecopy_dbal.database import Database
+from ecopy_dbal.schema import Key, LongText, Timestamp, database_now, metadata
 
 logger = logging.getLogger("ecopy.dbal.channel")
 
@@ -159,9 +168,10 @@ class _Claimed:
 
     row_id: int
     token: str
-    claimed_until: float
     body: str
     expires_at: float | None
+    claimed_at: float  # the queue's time (the database's, or the test clock's) at the claim
+    local_at: float  # this process's reading of its own clock at the claim
     consumer: int = 0  # the thread it was handed out to
     acknowledged: bool = False
 
@@ -176,11 +186,82 @@ class _Pending:
     def __bool__(self) -> bool:
         return bool(self.deletes or self.releases)
 
+    def put_back(self, other: _Pending) -> None:
+        """Keep ``other``'s changes, which could not be applied, ahead of these."""
+        self.deletes[:0] = other.deletes
+        self.releases[:0] = other.releases
+
+
+class _Statements:
+    """The queue's statements, built once: SQLAlchemy then compiles each of them once.
+
+    With the system clock every time is the database's (``now`` is the server's clock, a
+    delay is added to it), so consumers whose clocks disagree still agree on when a claim
+    expires; with a test clock, times are the test clock's, passed as parameters."""
+
+    def __init__(
+        self, queue: str, prefetch: int, now: sa.ColumnElement[float] | None, dialect: str
+    ) -> None:
+        self.database_time = now is not None
+        # SQLite keeps whatever another program wrote, even bytes that are not UTF-8 in a text
+        # column: the body is read as bytes there, so such a row becomes a dead letter instead
+        # of an error for the whole claim.
+        body: sa.ColumnElement[Any] = (
+            sa.cast(messages.c.body, sa.LargeBinary()).label("body")
+            if dialect == "sqlite"
+            else messages.c.body
+        )
+        owned = sa.and_(
+            messages.c.claim_token == sa.bindparam("token"),
+            messages.c.id.in_(sa.bindparam("ids", expanding=True)),
+        )
+        if now is None:
+            now = sa.bindparam("now", type_=sa.Double())
+            until: sa.ColumnElement[float] = sa.bindparam("until", type_=sa.Double())
+            due_at: sa.ColumnElement[Any] = sa.bindparam("deliver_at", type_=sa.Double())
+            dies_at: sa.ColumnElement[Any] = sa.bindparam("expires_at", type_=sa.Double())
+        else:
+            until = now + sa.bindparam("timeout", type_=sa.Double())
+            due_at = now + sa.bindparam("delay", type_=sa.Double())
+            dies_at = now + sa.bindparam("ttl", type_=sa.Double())
+        self.insert = messages.insert().values(
+            queue=queue,
+            body=sa.bindparam("body"),
+            priority=sa.bindparam("priority"),
+            deliver_at=due_at,
+            expires_at=dies_at,
+            created_at=now,
+        )
+        self.due = (
+            sa.select(messages.c.id, body, messages.c.expires_at, now.label("now"))
+            .where(
+                messages.c.queue == queue,
+                sa.or_(messages.c.claimed_until.is_(None), messages.c.claimed_until <= now),
+                sa.or_(messages.c.deliver_at.is_(None), messages.c.deliver_at <= now),
+            )
+            .order_by(messages.c.priority.desc(), messages.c.id)
+            .limit(prefetch)
+            .with_for_update(skip_locked=True)
+        )
+        self.claim = (
+            messages.update()
+            .where(messages.c.id.in_(sa.bindparam("ids", expanding=True)))
+            .values(claimed_until=until, claim_token=sa.bindparam("token"))
+        )
+        self.drop = messages.delete().where(messages.c.id.in_(sa.bindparam("ids", expanding=True)))
+        self.delete_owned = messages.delete().where(owned)
+        self.release_owned = (
+            messages.update().where(owned).values(claimed_until=None, claim_token=None)
+        )
+        self.renew_owned = messages.update().where(owned).values(claimed_until=until)
+
 
 class DbalQueue:
     """A pollable channel on the table ``ecopy_messages``; see the module documentation.
 
-    Built by ``DbalChannel``; one object may serve several consumer threads of a process.
+    Built by ``DbalChannel``; one object may serve several consumer threads of a process. Its
+    lock guards only what it keeps in memory: no database call is made while it is held, so a
+    thread waiting for the database (SQLite's single writer, say) never blocks the others.
     """
 
     def __init__(
@@ -198,9 +279,19 @@ class DbalQueue:
         self.final_failure_strategy: FinalFailureStrategy = final_failure_strategy
         self.visibility_timeout_s = visibility_timeout_s
         self.prefetch = prefetch
+        self.is_transient = database.is_transient
         self._database = database
         self._serializer = serializer
         self._clock = clock
+        database_time = isinstance(clock, SystemClock)
+        self._sql = _Statements(
+            name,
+            prefetch,
+            database_now(database.dialect) if database_time else None,
+            database.dialect,
+        )
+        # Ages of claims are measured on this process's monotonic clock (or the test clock).
+        self._local: Callable[[], float] = time.monotonic if database_time else clock.now
         self._lock = threading.Lock()
         self._prefetched: deque[_Claimed] = deque()
         # Handed-out messages by (message id, endpoint id): one event goes to each of its
@@ -208,6 +299,10 @@ class DbalQueue:
         # copy with the same id before the original is acknowledged.
         self._handed_out: dict[tuple[str, Any], _Claimed] = {}
         self._pending = _Pending()
+        # Claims of messages being handled are renewed in the background (real time only: a
+        # test clock moves when the test says so).
+        self._renews = database_time
+        self._renewing = False
 
     # -- sending ------------------------------------------------------------------------
 
@@ -230,15 +325,17 @@ class DbalQueue:
         priority: int = 0,
     ) -> None:
         """Queue a serialized message envelope (bytes from elsewhere, or a replay)."""
-        row = {
-            "queue": self.name,
-            "body": body,
-            "priority": priority,
-            "deliver_at": None if deliver_at is None else float(deliver_at),
-            "expires_at": None if expires_at is None else float(expires_at),
-            "created_at": self._clock.now(),
-        }
-        self._database.run(lambda connection: connection.execute(messages.insert(), row))
+        row: dict[str, Any] = {"body": body, "priority": priority}
+        if self._sql.database_time:
+            # The sender's clock says how long to wait; the database's says from when.
+            now = self._clock.now()
+            row["delay"] = None if deliver_at is None else float(deliver_at) - now
+            row["ttl"] = None if expires_at is None else float(expires_at) - now
+        else:
+            row["now"] = self._clock.now()
+            row["deliver_at"] = None if deliver_at is None else float(deliver_at)
+            row["expires_at"] = None if expires_at is None else float(expires_at)
+        self._database.run(lambda connection: connection.execute(self._sql.insert, row))
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -246,26 +343,28 @@ class DbalQueue:
         """The next due message, claimed for ``visibility_timeout_s``, or ``None``.
 
         Raises ``UndeliverableMessage`` for a row that is not a readable message; its
-        ``acknowledge`` deletes the row (the consumer does it with the dead letter).
+        ``acknowledge`` deletes the row (the consumer does it with the dead letter). Raises
+        the database's error when it cannot be reached (the consumer pauses and tries again).
         """
         consumer = threading.get_ident()
         with self._lock:
             self._forget_acknowledged(consumer)
             claimed = self._next_prefetched()
             if claimed is None:
-                try:
-                    self._claim()
-                except exc.DBAPIError as error:
-                    if not is_connection_error(error):
-                        raise
-                    # The database is still away after the retries: the consumer goes on
-                    # polling (and waiting) instead of ending its run.
-                    logger.error("channel %s: cannot claim messages: %s", self.name, error)
-                    return None
+                pending, self._pending = self._pending, _Pending()
+        if claimed is None:
+            try:
+                claims = self._claim(pending)
+            except BaseException:
+                with self._lock:
+                    self._pending.put_back(pending)
+                raise
+            with self._lock:
+                self._prefetched.extend(claims)
                 claimed = self._next_prefetched()
             if claimed is None:
                 return None
-            claimed.consumer = consumer
+        claimed.consumer = consumer
         try:
             message = self._serializer.deserialize(claimed.body)
         except Exception as error:
@@ -277,80 +376,75 @@ class DbalQueue:
             ) from error
         with self._lock:
             self._handed_out[_key(message)] = claimed
+            if self._renews and not self._renewing:
+                self._renewing = True
+                threading.Thread(
+                    target=self._renew_claims, name=f"ecopy-claims-{self.name}", daemon=True
+                ).start()
         return message
 
     def _next_prefetched(self) -> _Claimed | None:
         """The next prefetched row that may still be handed out (the lock is held)."""
-        now = self._clock.now()
+        local = self._local()
         while self._prefetched:
             claimed = self._prefetched.popleft()
-            if claimed.claimed_until - now < self.visibility_timeout_s / 2:
+            age = local - claimed.local_at
+            if age >= self.visibility_timeout_s / 2:
                 # Waited too long here: the handler would risk outliving the claim. Give this
                 # row and the rest back, and claim afresh.
                 self._pending.releases.append(claimed)
                 self._pending.releases.extend(self._prefetched)
                 self._prefetched.clear()
                 return None
-            if claimed.expires_at is not None and claimed.expires_at <= now:
+            if claimed.expires_at is not None and claimed.expires_at <= claimed.claimed_at + age:
                 self._log_expired(claimed.row_id, claimed.body)
                 self._pending.deletes.append(claimed)
                 continue
             return claimed
         return None
 
-    def _claim(self) -> None:
-        """Claim up to ``prefetch`` due rows, applying the pending deletes and releases in
-        the same transaction (the lock is held)."""
-        pending = self._pending
+    def _claim(self, pending: _Pending) -> list[_Claimed]:
+        """Claim up to ``prefetch`` due rows, applying ``pending`` in the same transaction."""
+        sql = self._sql
 
         def claim(connection: Connection) -> tuple[list[_Claimed], list[_Claimed]]:
-            # Read the clock at each attempt: a claim retried after a lost connection still
-            # gets its whole visibility timeout.
-            now = self._clock.now()
-            until = now + self.visibility_timeout_s
+            # A new token at each attempt: one retried after a lost connection claims afresh.
             token = uuid.uuid4().hex
-            query = (
-                sa.select(messages.c.id, messages.c.body, messages.c.expires_at)
-                .where(
-                    messages.c.queue == self.name,
-                    sa.or_(messages.c.claimed_until.is_(None), messages.c.claimed_until <= now),
-                    sa.or_(messages.c.deliver_at.is_(None), messages.c.deliver_at <= now),
-                )
-                .order_by(messages.c.priority.desc(), messages.c.id)
-                .limit(self.prefetch)
-                .with_for_update(skip_locked=True)
-            )
-            _apply(connection, pending)
+            parameters = self._time_parameters()
+            _apply(connection, sql, pending)
             dropped: list[_Claimed] = []
             while True:
-                rows = [
-                    _Claimed(row.id, token, until, row.body, row.expires_at)
-                    for row in connection.execute(query)
+                rows = connection.execute(sql.due, parameters).all()
+                if not rows:
+                    return [], dropped
+                local = self._local()
+                now = float(rows[0].now)
+                claims = [
+                    _Claimed(row.id, token, _text(row.body), row.expires_at, now, local)
+                    for row in rows
                 ]
-                expired = [
-                    row for row in rows if row.expires_at is not None and row.expires_at <= now
-                ]
-                live = [row for row in rows if row.expires_at is None or row.expires_at > now]
+                expired = [c for c in claims if c.expires_at is not None and c.expires_at <= now]
+                live = [c for c in claims if c.expires_at is None or c.expires_at > now]
                 if expired:
-                    connection.execute(
-                        messages.delete().where(messages.c.id.in_([row.row_id for row in expired]))
-                    )
+                    connection.execute(sql.drop, {"ids": [c.row_id for c in expired]})
                     dropped.extend(expired)
                 if live:
                     connection.execute(
-                        messages.update()
-                        .where(messages.c.id.in_([row.row_id for row in live]))
-                        .values(claimed_until=until, claim_token=token)
+                        sql.claim, {"ids": [c.row_id for c in live], "token": token, **parameters}
                     )
-                # A batch of expired rows only: look again, later messages may be due.
-                if live or not rows:
                     return live, dropped
+                # A batch of expired rows only: look again, later messages may be due.
 
         live, dropped = self._database.run(claim)
-        self._pending = _Pending()
         for claimed in dropped:
             self._log_expired(claimed.row_id, claimed.body)
-        self._prefetched.extend(live)
+        return live
+
+    def _time_parameters(self) -> dict[str, float]:
+        if self._sql.database_time:
+            return {"timeout": self.visibility_timeout_s}
+        now = self._clock.now()
+        return {"now": now, "until": now + self.visibility_timeout_s}
 
     def _log_expired(self, row_id: int, body: str) -> None:
         logger.warning(
@@ -364,7 +458,9 @@ class DbalQueue:
 
     def acknowledge(self, message: Message) -> None:
         """Remove a received message for good. Inside a transaction (the handler's) the row
-        is deleted with it; outside one the deletion is deferred to the next claim."""
+        is deleted with it, and ``ClaimLost`` is raised — rolling the transaction back — if
+        another consumer took the message after this one's claim expired. Outside one the
+        deletion is deferred to the next claim."""
         with self._lock:
             claimed = self._handed_out.get(_key(message))
             if claimed is None:
@@ -380,30 +476,19 @@ class DbalQueue:
                 return
         # Kept among the handed-out messages until the next receive: if this transaction rolls
         # back and the consumer acknowledges again (after a retry), the row is still known.
-        deleted = self._database.run(lambda connection: _delete(connection, [claimed]))
-        if not deleted:
-            logger.warning(
-                "channel %s: message %s was acknowledged, but this consumer no longer held it: "
-                "its claim had expired (visibility timeout %.1f s) and another consumer may "
-                "handle it again; set DbalChannel(%r, visibility_timeout_s=...) above the "
-                "longest handling time",
+        if not self._database.run(lambda connection: _delete(connection, self._sql, [claimed])):
+            raise ClaimLost(
                 self.name,
                 message.id,
-                self.visibility_timeout_s,
-                self.name,
+                f"its claim (visibility timeout {self.visibility_timeout_s:.1f} s) expired "
+                f"before the handling finished, and another consumer took it",
             )
 
     def return_message(self, message: Message) -> None:
         """Make a received message visible again at once, ahead of the later ones."""
         with self._lock:
             claimed = self._handed_out.pop(_key(message), None)
-            if claimed is None:
-                logger.debug(
-                    "channel %s: message %s returned but not handed out here; sending it again",
-                    self.name,
-                    message.id,
-                )
-            else:
+            if claimed is not None:
                 # The prefetched rows come after the returned one: give them back too, so the
                 # next claim takes them in the right order.
                 releases = [claimed, *self._prefetched]
@@ -413,9 +498,20 @@ class DbalQueue:
                     # harmless if it commits (the claim token no longer matches).
                     self._pending.releases.extend(releases)
         if claimed is None:
+            logger.debug(
+                "channel %s: message %s returned but not handed out here; sending it again",
+                self.name,
+                message.id,
+            )
             self.send(message)
             return
-        self._database.run(lambda connection: _release(connection, releases))
+        try:
+            self._database.run(lambda connection: _release(connection, self._sql, releases))
+        except Exception:
+            if not self._database.in_transaction:
+                with self._lock:  # released with the next claim, when the database is back
+                    self._pending.releases.extend(releases)
+            raise
 
     def release_unhandled(self) -> None:
         """At the end of a consumer run: apply the deferred acknowledgements and give back the
@@ -436,21 +532,45 @@ class DbalQueue:
                 if id(claimed) not in deferred:
                     pending.releases.append(claimed)
             self._pending = _Pending()
-            if not pending:
-                return
+        if not pending:
+            return
+        try:
+            self._database.run(lambda connection: _apply(connection, self._sql, pending))
+        except Exception as error:
+            with self._lock:  # kept for the next claim of this queue object, if there is one
+                self._pending.put_back(pending)
+            logger.warning(
+                "channel %s could not give back %d claimed messages (%s); they will be "
+                "delivered again when their visibility timeout (%.1f s) has passed",
+                self.name,
+                len(pending.deletes) + len(pending.releases),
+                describe(error),
+                self.visibility_timeout_s,
+            )
+
+    def _renew_claims(self) -> None:
+        """Extend the claims of the messages being handled every third of the visibility
+        timeout, so a slow handler keeps its message; ends when none is left."""
+        interval = self.visibility_timeout_s / 3
+        while True:
+            time.sleep(interval)
+            with self._lock:
+                held = [c for c in self._handed_out.values() if not c.acknowledged]
+                if not held:
+                    self._renewing = False
+                    return
             try:
-                self._database.run(lambda connection: _apply(connection, pending))
+                self._database.run(
+                    partial(_renew, sql=self._sql, rows=held, now=self._time_parameters())
+                )
             except Exception as error:
-                # Kept for the next claim of this queue object, if there is one.
-                self._pending.deletes[:0] = pending.deletes
-                self._pending.releases[:0] = pending.releases
+                # Tried again at the next turn; a claim that expires meanwhile is rolled back
+                # at its acknowledgement if another consumer took the message.
                 logger.warning(
-                    "channel %s could not give back %d claimed messages (%s); they will be "
-                    "delivered again when their visibility timeout (%.1f s) has passed",
+                    "channel %s could not renew the claims of %d messages being handled: %s",
                     self.name,
-                    len(pending.deletes) + len(pending.releases),
-                    error,
-                    self.visibility_timeout_s,
+                    len(held),
+                    describe(error),
                 )
 
     def _forget_acknowledged(self, consumer: int) -> None:
@@ -464,7 +584,7 @@ class DbalQueue:
             del self._handed_out[key]
 
     def _delete_now(self, claimed: _Claimed) -> None:
-        self._database.run(lambda connection: _delete(connection, [claimed]))
+        self._database.run(lambda connection: _delete(connection, self._sql, [claimed]))
 
     def __repr__(self) -> str:
         return (
@@ -473,38 +593,41 @@ class DbalQueue:
         )
 
 
+def _text(body: str | bytes) -> str:
+    return body if isinstance(body, str) else body.decode("utf-8", "replace")
+
+
 def _key(message: Message) -> tuple[str, Any]:
     return message.id, message.header(ENDPOINT_ID)
 
 
-def _of_their_claims(rows: Iterable[_Claimed]) -> sa.ColumnElement[bool]:
-    """Those rows, as long as they are still held by the claim that took them."""
+def _by_token(rows: Iterable[_Claimed]) -> dict[str, list[int]]:
     by_token: dict[str, list[int]] = {}
     for claimed in rows:
         by_token.setdefault(claimed.token, []).append(claimed.row_id)
-    return sa.or_(
-        *(
-            sa.and_(messages.c.claim_token == token, messages.c.id.in_(ids))
-            for token, ids in by_token.items()
-        )
+    return by_token
+
+
+def _delete(connection: Connection, sql: _Statements, rows: list[_Claimed]) -> int:
+    """Delete those rows still held by the claims that took them; returns how many."""
+    return sum(
+        connection.execute(sql.delete_owned, {"token": token, "ids": ids}).rowcount
+        for token, ids in _by_token(rows).items()
     )
 
 
-def _delete(connection: Connection, rows: list[_Claimed]) -> int:
-    if not rows:
-        return 0
-    return connection.execute(messages.delete().where(_of_their_claims(rows))).rowcount
+def _release(connection: Connection, sql: _Statements, rows: list[_Claimed]) -> None:
+    for token, ids in _by_token(rows).items():
+        connection.execute(sql.release_owned, {"token": token, "ids": ids})
 
 
-def _release(connection: Connection, rows: list[_Claimed]) -> None:
-    if rows:
-        connection.execute(
-            messages.update()
-            .where(_of_their_claims(rows))
-            .values(claimed_until=None, claim_token=None)
-        )
+def _renew(
+    connection: Connection, *, sql: _Statements, rows: list[_Claimed], now: dict[str, float]
+) -> None:
+    for token, ids in _by_token(rows).items():
+        connection.execute(sql.renew_owned, {"token": token, "ids": ids, **now})
 
 
-def _apply(connection: Connection, pending: _Pending) -> None:
-    _delete(connection, pending.deletes)
-    _release(connection, pending.releases)
+def _apply(connection: Connection, sql: _Statements, pending: _Pending) -> None:
+    _delete(connection, sql, pending.deletes)
+    _release(connection, sql, pending.releases)

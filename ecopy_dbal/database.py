@@ -10,6 +10,8 @@ retries the message, a command caller sees the error).
 from __future__ import annotations
 
 import logging
+import socket
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -23,7 +25,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from ecopy.errors import EcopyError
+from ecopy.messaging.outage import describe
 from ecopy.messaging.transaction import TransactionManager
+from ecopy_dbal.sqlite import serialize_writers, sqlite_connect_args
 
 T = TypeVar("T")
 logger = logging.getLogger("ecopy.dbal")
@@ -34,22 +38,23 @@ class NoTransactionInProgress(EcopyError):
 
 
 # MySQL/MariaDB error codes worth another attempt: can't connect, server gone away, lost
-# connection, lock wait timeout, deadlock, connection killed, disconnected for inactivity.
-_MYSQL_TRANSIENT = frozenset({2002, 2003, 2006, 2013, 1205, 1213, 1927, 4031})
+# connection, lock wait timeout, deadlock, connection killed, disconnected for inactivity,
+# server shutting down, query interrupted (a killed session).
+_MYSQL_TRANSIENT = frozenset({2002, 2003, 2006, 2013, 1205, 1213, 1927, 4031, 1053, 1317})
 
 
 def is_connection_error(error: BaseException) -> bool:
     """Errors after which the same work may succeed on a new connection: a lost or refused
-    connection, a deadlock or serialization failure, a busy SQLite file. Anything else (a
-    missing table, a bad column) fails at once."""
+    connection, a deadlock or serialization failure, a lock wait that timed out, a busy SQLite
+    file. Anything else (a missing table, a bad column) fails at once."""
     if not isinstance(error, exc.DBAPIError):
         return False
+    original = error.orig
     if error.connection_invalidated:
         return True
-    original = error.orig
     sqlstate = getattr(original, "sqlstate", None)
-    if isinstance(sqlstate, str):  # psycopg: connection exceptions, deadlock, serialization
-        return sqlstate.startswith("08") or sqlstate in ("40001", "40P01", "57P01")
+    if isinstance(sqlstate, str):  # psycopg
+        return sqlstate.startswith("08") or sqlstate in _POSTGRES_TRANSIENT
     arguments = getattr(original, "args", ())
     if arguments and isinstance(arguments[0], int):  # PyMySQL
         return arguments[0] in _MYSQL_TRANSIENT
@@ -62,42 +67,138 @@ def is_connection_error(error: BaseException) -> bool:
     )
 
 
-def create_database_engine(url: str) -> Engine:
-    """An engine with the settings ecopy relies on, per dialect."""
+# PostgreSQL states worth another attempt, besides class 08 (connection exceptions):
+# serialization failure, deadlock, lock not available (lock_timeout), the session or server
+# shutting down (admin_shutdown, crash_shutdown, cannot_connect_now), and the session ended
+# by idle_in_transaction_session_timeout.
+_POSTGRES_TRANSIENT = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "25P03"})
+
+#: A connection unused for longer than this is checked (one round trip) before it is handed
+#: out; one used more recently is trusted.
+IDLE_CHECK_AFTER_S = 1.0
+#: How long a statement may wait for a row or table lock before failing (and being retried).
+LOCK_TIMEOUT_S = 30.0
+#: How long a transaction may sit idle before the server ends it and releases its locks; the
+#: guard against a client that went away mid-transaction (a network partition, a frozen VM).
+IDLE_IN_TRANSACTION_TIMEOUT_S = 300.0
+# TCP keepalive: a peer that stopped answering is noticed after 10 + 3 * 5 = 25 s.
+_KEEPALIVE_IDLE_S, _KEEPALIVE_INTERVAL_S, _KEEPALIVE_COUNT = 10, 5, 3
+
+
+def create_database_engine(
+    url: str,
+    *,
+    lock_timeout_s: float | None = LOCK_TIMEOUT_S,
+    idle_in_transaction_timeout_s: float | None = IDLE_IN_TRANSACTION_TIMEOUT_S,
+) -> Engine:
+    """An engine with the settings ecopy relies on, per dialect.
+
+    On PostgreSQL and MariaDB/MySQL: TCP keepalives, a lock timeout and an idle-in-transaction
+    timeout (``None`` leaves the server's own), so that a client cut off mid-transaction
+    cannot hold locks (say, the event store's append lock) for as long as it stays away; and
+    instead of a round trip before every transaction (``pool_pre_ping``), a connection is
+    checked only when it has been idle for more than a second.
+    """
     parsed = sa.make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        in_memory = parsed.database in (None, "", ":memory:")
-        options: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
-        if in_memory:
+        options: dict[str, Any] = {"connect_args": sqlite_connect_args()}
+        if parsed.database in (None, "", ":memory:"):
             # One shared connection: an in-memory database exists once per connection.
             options["poolclass"] = StaticPool
         engine = sa.create_engine(parsed, **options)
-        _serialize_sqlite_writers(engine, wal=not in_memory)
+        serialize_writers(engine, parsed.database)
         return engine
     if backend in ("mysql", "mariadb"):
         # READ COMMITTED: no gap locks, so concurrent queue consumers do not deadlock.
-        return sa.create_engine(parsed, pool_pre_ping=True, isolation_level="READ COMMITTED")
-    return sa.create_engine(parsed, pool_pre_ping=True)
+        engine = sa.create_engine(parsed, isolation_level="READ COMMITTED")
+        _mysql_session(engine, lock_timeout_s, idle_in_transaction_timeout_s)
+    elif backend == "postgresql":
+        engine = sa.create_engine(
+            parsed,
+            connect_args=_postgres_connect_args(
+                parsed, lock_timeout_s, idle_in_transaction_timeout_s
+            ),
+        )
+    else:
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    check_idle_connections(engine)
+    return engine
 
 
-def _serialize_sqlite_writers(engine: Engine, *, wal: bool) -> None:
-    """SQLite has one writer: every transaction starts with BEGIN IMMEDIATE, so two
-    transactions never both read and then fail to upgrade to write."""
+def check_idle_connections(engine: Engine, idle_s: float = IDLE_CHECK_AFTER_S) -> None:
+    """Check a pooled connection before handing it out when it was idle for ``idle_s`` or more:
+    a server restarted meanwhile is noticed before a transaction begins on a dead connection,
+    and a busy consumer does not pay a round trip per transaction for it."""
 
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["ecopy_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("ecopy_idle_since")
+        if since is None or time.monotonic() - since < idle_s:
+            return  # just connected, or in use a moment ago
+        try:
+            alive = engine.dialect._do_ping_w_event(dbapi_connection)
+        except Exception as error:
+            raise exc.DisconnectionError(f"idle connection check failed: {error}") from error
+        if not alive:
+            raise exc.DisconnectionError("idle connection check failed")
+
+
+def _postgres_connect_args(
+    url: sa.URL, lock_timeout_s: float | None, idle_s: float | None
+) -> dict[str, Any]:
+    settings = [
+        f"-c tcp_keepalives_idle={_KEEPALIVE_IDLE_S}",
+        f"-c tcp_keepalives_interval={_KEEPALIVE_INTERVAL_S}",
+        f"-c tcp_keepalives_count={_KEEPALIVE_COUNT}",
+    ]
+    if lock_timeout_s is not None:
+        settings.append(f"-c lock_timeout={round(lock_timeout_s * 1000)}")
+    if idle_s is not None:
+        settings.append(f"-c idle_in_transaction_session_timeout={round(idle_s * 1000)}")
+    given = url.query.get("options")
+    if isinstance(given, str) and given:
+        settings.insert(0, given)  # the URL's own settings come first; ours fill the rest
+    return {
+        "keepalives": 1,
+        "keepalives_idle": _KEEPALIVE_IDLE_S,
+        "keepalives_interval": _KEEPALIVE_INTERVAL_S,
+        "keepalives_count": _KEEPALIVE_COUNT,
+        "options": " ".join(settings),
+    }
+
+
+def _mysql_session(engine: Engine, lock_timeout_s: float | None, idle_s: float | None) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout = 30000")
-        if wal:
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.close()
+        _keep_alive(getattr(dbapi_connection, "_sock", None))
+        settings = []
+        if lock_timeout_s is not None:
+            settings.append(f"innodb_lock_wait_timeout = {max(1, round(lock_timeout_s))}")
+        if idle_s is not None and "mariadb" in dbapi_connection.get_server_info().lower():
+            settings.append(f"idle_transaction_timeout = {max(1, round(idle_s))}")
+        if settings:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SET SESSION " + ", ".join(settings))
+            cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+def _keep_alive(sock: socket.socket | None) -> None:
+    """TCP keepalive on a driver's socket (PyMySQL has no option for it)."""
+    if sock is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (
+        ("TCP_KEEPIDLE", _KEEPALIVE_IDLE_S),
+        ("TCP_KEEPINTVL", _KEEPALIVE_INTERVAL_S),
+        ("TCP_KEEPCNT", _KEEPALIVE_COUNT),
+    ):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
 class _Unit:
@@ -135,6 +236,13 @@ class Database(TransactionManager):
     @property
     def in_transaction(self) -> bool:
         return self._unit.get() is not None
+
+    @staticmethod
+    def is_transient(error: BaseException) -> bool:
+        """Whether ``error`` is the database's going away (a lost connection, a deadlock, a
+        lock wait that timed out): the same work may succeed when tried again. Consumers use
+        it to tell an outage from a message that fails."""
+        return is_connection_error(error)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -205,7 +313,7 @@ class Database(TransactionManager):
         except exc.DBAPIError as error:
             if not is_connection_error(error):
                 raise
-            logger.warning("database %s: %s; retrying", self._shown(), error)
+            logger.warning("database %s: %s; retrying", self._shown(), describe(error))
         retrying = self._retrying.copy(
             stop=tenacity.stop_after_attempt(max(self._retrying_attempts - 1, 1))
         )
@@ -240,13 +348,14 @@ class Database(TransactionManager):
         return unit.session
 
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
+        # The first failure was logged as a warning; the attempts after it only in debug.
         outcome = state.outcome
         error = outcome.exception() if outcome is not None else None
-        logger.warning(
+        logger.debug(
             "database %s: %s; retrying (attempt %d)",
             self._shown(),
-            error,
-            state.attempt_number + 1,
+            describe(error) if error is not None else "",
+            state.attempt_number + 2,
         )
 
     def _shown(self) -> str:

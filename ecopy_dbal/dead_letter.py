@@ -60,20 +60,24 @@ class DbalDeadLetterStore(DeadLetterStore):
         self._database = database
 
     def add(self, entry: DeadLetterEntry) -> None:
+        """Store ``entry``, whatever the failed message held: values too long for their column
+        are cut, characters a column cannot hold are escaped (the body keeps everything else),
+        so the insert of a dead letter never fails on its content."""
         message_type = entry.type_name
         if not isinstance(message_type, str):
             message_type = None  # an unreadable body, or a "type" that is not a name
+        text = _Text(nul_allowed=self._database.dialect != "postgresql")
         row = {
-            "id": entry.id,
-            "channel": entry.channel,
-            "endpoint_id": entry.endpoint_id,
-            "message_id": entry.message_id,
+            "id": text.key(entry.id),
+            "channel": text.key(entry.channel),
+            "endpoint_id": text.key(entry.endpoint_id),
+            "message_id": text.key(entry.message_id),
             # A copy for readers of the table, cut to the column; the body keeps the whole name.
-            "message_type": message_type[:255] if message_type is not None else None,
-            "body": entry.body,
-            "exception_type": entry.exception_type,
-            "exception_message": entry.exception_message,
-            "traceback": entry.traceback,
+            "message_type": text.key(message_type),
+            "body": text.long(entry.body),
+            "exception_type": text.long(entry.exception_type),
+            "exception_message": text.long(entry.exception_message),
+            "traceback": text.long(entry.traceback),
             "failed_at": entry.failed_at,
         }
         self._database.run(lambda connection: connection.execute(dead_letters.insert(), row))
@@ -105,6 +109,29 @@ class DbalDeadLetterStore(DeadLetterStore):
     def delete_all(self) -> int:
         statement = dead_letters.delete()
         return self._database.run(lambda connection: connection.execute(statement).rowcount)
+
+
+class _Text:
+    """Text as the dead-letter columns can hold it."""
+
+    KEY_LENGTH = 255
+
+    def __init__(self, *, nul_allowed: bool) -> None:
+        self.nul_allowed = nul_allowed
+
+    def long(self, value: object) -> str:
+        text = value if isinstance(value, str) else str(value)
+        if not text.isascii():
+            # Lone surrogates (from a JSON "\ud800") cannot be encoded: kept as escapes.
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        if not self.nul_allowed and "\x00" in text:
+            text = text.replace("\x00", "\\u0000")  # PostgreSQL text cannot hold NUL
+        return text
+
+    def key(self, value: object) -> str | None:
+        if value is None:
+            return None
+        return self.long(value)[: self.KEY_LENGTH]
 
 
 def _entry(row: sa.RowMapping) -> DeadLetterEntry:

@@ -21,6 +21,26 @@ LongText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 #: Seconds since the epoch, with sub-millisecond precision.
 Timestamp: sa.Double[float] = sa.Double()
 
+# The database server's clock, as seconds since the epoch (UTC): one clock for every consumer,
+# whatever each machine's clock says. Stable within a statement.
+_DATABASE_NOW = {
+    "postgresql": "CAST(EXTRACT(EPOCH FROM statement_timestamp()) AS DOUBLE PRECISION)",
+    # Arithmetic on UTC_TIMESTAMP(6): UNIX_TIMESTAMP() would read it in the session's zone.
+    "mysql": "(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) / 1000000.0)",
+    "mariadb": "(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) / 1000000.0)",
+    # julianday('now') has millisecond precision and is fixed for the statement.
+    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
+}
+
+
+def database_now(dialect: str) -> sa.ColumnElement[float]:
+    """The database's current time in ``Timestamp`` form, as an SQL expression."""
+    try:
+        text = _DATABASE_NOW[dialect]
+    except KeyError:
+        raise ValueError(f"no clock expression for database dialect {dialect!r}") from None
+    return sa.literal_column(text, type_=sa.Double())
+
 
 class Key(sa.types.TypeDecorator[str]):
     """Identifiers, names and keys, up to 255 characters, compared exactly everywhere.

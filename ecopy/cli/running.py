@@ -4,22 +4,27 @@
     ecopy --app shop.app:system run orders --finish-when-no-messages --handled-message-limit 100
 
 Limits not given on the command line come from the consumer's ``PollingMetadata``. SIGTERM and
-Ctrl-C stop the consumer after the message in hand. While it runs, log records of level INFO
-and above go to stderr, so the warnings and errors of failing handlers are seen.
+Ctrl-C stop the consumer after the message in hand; received while the application is still
+loading, they stop it before it takes any message (exit status 0). While it runs, log records
+of level INFO and above go to stderr, so the warnings and errors of failing handlers are seen.
 """
 
 from __future__ import annotations
 
 import difflib
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import click
 
 from ecopy.cli.app_loading import ApplicationReference, pass_application
 from ecopy.config.system import MessagingSystem
+from ecopy.messaging.consumer import Consumer, ConsumerLimitError
 
 logger = logging.getLogger("ecopy.cli")
 
@@ -72,19 +77,33 @@ def run_command(
     warnings and errors with --quiet) go to stderr unless the application configures logging
     itself.
     """
-    system = application.load()
-    check_consumer(system, consumer)
+    with stop_signals() as stop:
+        system = application.load()
+        check_consumer(system, consumer)
+        if stop.consumer(system._consumer(consumer)):
+            click.echo(f"Consumer {consumer} stopped before handling any message.")
+            return
+        handled = _run(
+            system,
+            consumer,
+            quiet=quiet,
+            handled_message_limit=handled_message_limit,
+            execution_time_limit_ms=execution_time_limit_ms,
+            memory_limit_mb=memory_limit_mb,
+            stop_on_error=stop_on_error,
+            finish_when_no_messages=finish_when_no_messages,
+        )
+    noun = "message" if handled == 1 else "messages"
+    click.echo(f"Consumer {consumer} stopped after handling {handled} {noun}.")
+
+
+def _run(system: MessagingSystem, consumer: str, *, quiet: bool, **limits: Any) -> int:
     with logging_to_stderr(logging.WARNING if quiet else logging.INFO):
         logger.info("consumer %s running; SIGTERM or Ctrl-C stops it", consumer)
         try:
-            handled = system.run(
-                consumer,
-                handled_message_limit=handled_message_limit,
-                execution_time_limit_ms=execution_time_limit_ms,
-                memory_limit_mb=memory_limit_mb,
-                stop_on_error=stop_on_error,
-                finish_when_no_messages=finish_when_no_messages,
-            )
+            return system.run(consumer, **limits)
+        except ConsumerLimitError as error:
+            raise click.ClickException(str(error)) from None
         except Exception as error:
             # A consumer without error handling stops on a failed message; the traceback goes
             # to the log, the one-line reason to the user.
@@ -92,8 +111,40 @@ def run_command(
             raise click.ClickException(
                 f"Consumer {consumer!r} stopped: {type(error).__name__}: {error}"
             ) from None
-    noun = "message" if handled == 1 else "messages"
-    click.echo(f"Consumer {consumer} stopped after handling {handled} {noun}.")
+
+
+class _StopSignals:
+    """SIGTERM and SIGINT received before the consumer runs: while the application loads,
+    they are remembered instead of killing the process, and the consumer then does not
+    start. Once it runs, ``MessagingSystem.run`` handles them itself."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self._consumer: Consumer | None = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.received = True
+        if self._consumer is not None:
+            self._consumer.stop()
+
+    def consumer(self, consumer: Consumer) -> bool:
+        """From now on a signal stops ``consumer``; whether one came already."""
+        self._consumer = consumer
+        return self.received
+
+
+@contextmanager
+def stop_signals() -> Iterator[_StopSignals]:
+    stop = _StopSignals()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def check_consumer(system: MessagingSystem, name: str) -> None:

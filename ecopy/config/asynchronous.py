@@ -22,6 +22,7 @@ from ecopy.messaging.delivery import (
 )
 from ecopy.messaging.endpoint import Endpoint, Invoker
 from ecopy.messaging.message import Message
+from ecopy.messaging.outage import TransientErrors, never
 from ecopy.messaging.retry import (
     ErrorHandlerConfiguration,
     InstantRetryConfiguration,
@@ -194,8 +195,22 @@ def build_consumers(
             final_failure=getattr(queue, "final_failure_strategy", "stop"),
             metadata=settings.polling.get(name),
             transactions=transactions,
+            transient=_transient_errors(transactions, queue),
         )
     return consumers
+
+
+def _transient_errors(*sources: object) -> TransientErrors:
+    """The errors after which the same work may succeed again, as the transaction manager and
+    the channel know them (``is_transient``: a lost database or broker connection)."""
+    checks: list[TransientErrors] = [
+        check for source in sources if (check := getattr(source, "is_transient", None))
+    ]
+    if not checks:
+        return never
+    if len(checks) == 1:
+        return checks[0]
+    return lambda error: any(check(error) for check in checks)
 
 
 def _then_acknowledge(invoker: Invoker, acknowledge: Callable[[Message], None]) -> Invoker:

@@ -120,6 +120,13 @@ class MessagingSystem:
             result.append(ConsumerInfo(name=name, channel=channel, endpoints=served))
         return result
 
+    def _consumer(self, name: str) -> Consumer:
+        consumer = self._consumers.get(name)
+        if consumer is None:
+            known = ", ".join(sorted(self._consumers)) or "none"
+            raise EcopyError(f"Unknown consumer {name!r}; known consumers: {known}")
+        return consumer
+
     def run(
         self,
         name: str,
@@ -134,10 +141,7 @@ class MessagingSystem:
 
         SIGTERM and SIGINT stop the consumer after the message in hand.
         """
-        consumer = self._consumers.get(name)
-        if consumer is None:
-            known = ", ".join(sorted(self._consumers)) or "none"
-            raise EcopyError(f"Unknown consumer {name!r}; known consumers: {known}")
+        consumer = self._consumer(name)
         metadata = getattr(consumer, "metadata", None)
 
         def pick(given: Any, name: str) -> Any:

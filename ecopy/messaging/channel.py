@@ -86,6 +86,19 @@ class PublishSubscribeChannel:
         return f"PublishSubscribeChannel({self.name!r}, {len(self.subscribers)} subscribers)"
 
 
+class ClaimLost(EcopyError):
+    """The channel no longer holds a message for the consumer that is settling it: its claim
+    expired (its visibility timeout passed) and another consumer took the message.
+
+    Raised by an acknowledgement made inside the handler's transaction, so that transaction
+    rolls back: the message's new holder handles it, and its effects are committed once."""
+
+    def __init__(self, channel: str, message_id: str, reason: str) -> None:
+        self.channel = channel
+        self.message_id = message_id
+        super().__init__(f"channel {channel!r} no longer holds message {message_id}: {reason}")
+
+
 class UndeliverableMessage(EcopyError):
     """Bytes taken from a channel could not be read as a message; they are not lost: the
     consumer stores them as a dead letter with this reason."""

@@ -1,15 +1,21 @@
 """Polling consumers: take messages from a pollable channel and hand them to endpoints.
 
-A consumer never loses a message. A handler failure goes to the consumer's error handling:
-retried later through the channel, then dead-lettered; without error handling, the channel's
-final-failure strategy applies. Bytes that are not a readable message, and messages addressed
-to no known endpoint, go straight to the dead-letter store with the reason.
+A consumer never loses a message and never stops on bad input. A handler failure goes to the
+consumer's error handling: retried later through the channel, then dead-lettered; without
+error handling, the channel's final-failure strategy applies. A message that can never
+succeed — bytes that are not a readable message, a message addressed to no endpoint here, a
+conversion failure, a ``NonRetryableError`` — goes to the dead letters with the reason,
+whatever the error handling says. A lost connection is never the message's fault: the message
+is given back and handled again, and the consumer pauses with back-off for as long as the
+outage lasts (see ``ecopy.messaging.outage``).
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import resource
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -17,14 +23,15 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from ecopy.errors import EcopyError
+from ecopy.errors import EcopyError, NonRetryableError
 from ecopy.messaging.channel import (
+    ClaimLost,
     FinalFailureStrategy,
     MessageChannel,
     PollableChannel,
     UndeliverableMessage,
 )
-from ecopy.messaging.clock import Clock
+from ecopy.messaging.clock import Clock, SystemClock
 from ecopy.messaging.dead_letter import (
     DEAD_LETTER_CHANNEL,
     EXCEPTION_MESSAGE,
@@ -36,12 +43,22 @@ from ecopy.messaging.dead_letter import (
 from ecopy.messaging.delivery import CHANNEL, DELIVER_AT, ENDPOINT_ID, RETRY_COUNT
 from ecopy.messaging.endpoint import Invoker
 from ecopy.messaging.message import Message
+from ecopy.messaging.outage import Outage, TransientErrors, caused_by, describe, never
 from ecopy.messaging.retry import ErrorHandlerConfiguration
 from ecopy.messaging.serialization import MessageSerializer
 from ecopy.messaging.transaction import TransactionManager
 
 logger = logging.getLogger("ecopy.consumer")
 _Settlement = Literal["settled", "returned", "stop"]
+
+
+class Step(enum.Enum):
+    """What one step of a consumer did."""
+
+    IDLE = "idle"  # nothing was due
+    HANDLED = "handled"  # a message was handled
+    FAILED = "failed"  # a message failed: retried, dead-lettered or given back
+    SKIPPED = "skipped"  # nothing to count: another consumer holds the message, or a pause
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,8 +98,12 @@ class Consumer(Protocol):
     def stop(self) -> None: ...
 
 
-class NoEndpointForMessage(EcopyError):
-    pass
+class NoEndpointForMessage(NonRetryableError):
+    """A message on a channel is addressed to an endpoint this application does not have."""
+
+
+class ConsumerLimitError(EcopyError):
+    """A consumer cannot run within the limits it was given."""
 
 
 def memory_mb() -> float:
@@ -91,43 +112,86 @@ def memory_mb() -> float:
 
 
 class ConsumerLoop:
-    """The run loop shared by every consumer: limits, graceful stop, idle polling."""
+    """The run loop shared by every consumer: limits, graceful stop, idle polling, and
+    pauses with back-off while the infrastructure is away."""
 
-    def __init__(self, name: str, clock: Clock) -> None:
+    def __init__(self, name: str, clock: Clock, transient: TransientErrors = never) -> None:
         self.name = name
         self.clock = clock
-        self._stopping = False
+        self.transient = transient
+        self._stop = threading.Event()
+        self._outage = Outage(name)
 
     def stop(self) -> None:
-        """Stop after the message in hand."""
-        self._stopping = True
+        """Stop after the message in hand (or before the first one, when not running yet)."""
+        self._stop.set()
 
-    def loop(self, limits: ConsumerLimits, step: Callable[[], bool | None]) -> int:
-        """Call ``step`` until a limit is reached. ``step`` returns ``None`` when there was
-        nothing to do, ``True`` when it handled a message, ``False`` when one failed."""
-        self._stopping = False
+    def is_transient(self, error: BaseException) -> bool:
+        return caused_by(error, self.transient)
+
+    def pause(self, seconds: float) -> None:
+        """Wait ``seconds``; a stop request ends the wait (a test clock just moves)."""
+        if seconds <= 0:
+            return
+        if isinstance(self.clock, SystemClock):
+            self._stop.wait(seconds)
+        else:
+            self.clock.sleep(seconds)
+
+    def loop(self, limits: ConsumerLimits, step: Callable[[], Step]) -> int:
+        """Call ``step`` until a limit is reached or the consumer is stopped; returns how many
+        messages were handled (failed ones count). A transient error escaping ``step`` (the
+        database or broker is away) pauses the loop with back-off, never ends it."""
+        self._check_memory(limits)
         handled = 0
         started = time.monotonic()
-        while not self._stopping:
-            if limits.handled_message_limit is not None and handled >= limits.handled_message_limit:
-                break
-            if limits.execution_time_limit_ms is not None and (
-                (time.monotonic() - started) * 1000 >= limits.execution_time_limit_ms
-            ):
-                break
-            if limits.memory_limit_mb is not None and memory_mb() >= limits.memory_limit_mb:
-                logger.warning("consumer %s stops: memory limit reached", self.name)
-                break
-            outcome = step()
-            if outcome is None:
-                if limits.finish_when_no_messages:
+        try:
+            while not self._stop.is_set():
+                if (
+                    limits.handled_message_limit is not None
+                    and handled >= limits.handled_message_limit
+                ):
                     break
-                self.clock.sleep(limits.poll_interval_ms / 1000)
-                continue
-            handled += 1
-            if outcome is False and limits.stop_on_error:
-                break
+                if limits.execution_time_limit_ms is not None and (
+                    (time.monotonic() - started) * 1000 >= limits.execution_time_limit_ms
+                ):
+                    break
+                if limits.memory_limit_mb is not None and memory_mb() >= limits.memory_limit_mb:
+                    logger.warning("consumer %s stops: memory limit reached", self.name)
+                    break
+                try:
+                    outcome = step()
+                except Exception as error:
+                    if not self.is_transient(error):
+                        raise
+                    self.pause(self._outage.failed(error))
+                    continue
+                if outcome is Step.SKIPPED:
+                    continue
+                self._outage.recovered()
+                if outcome is Step.IDLE:
+                    if limits.finish_when_no_messages:
+                        break
+                    self.pause(limits.poll_interval_ms / 1000)
+                    continue
+                handled += 1
+                if outcome is Step.FAILED and limits.stop_on_error:
+                    break
+        finally:
+            self._stop.clear()
         return handled
+
+    def _check_memory(self, limits: ConsumerLimits) -> None:
+        limit = limits.memory_limit_mb
+        if limit is None:
+            return
+        used = memory_mb()
+        if used >= limit:
+            raise ConsumerLimitError(
+                f"consumer {self.name} cannot start: its memory limit ({limit} MB) is below "
+                f"what this process has already used ({used:.0f} MB) before handling any "
+                f"message; give a memory limit above {used:.0f} MB"
+            )
 
 
 class PollingConsumer(ConsumerLoop):
@@ -149,10 +213,12 @@ class PollingConsumer(ConsumerLoop):
         final_failure: FinalFailureStrategy = "stop",
         metadata: PollingMetadata | None = None,
         transactions: TransactionManager | None = None,
+        transient: TransientErrors = never,
     ) -> None:
         """``handlers`` (and ``default``) must acknowledge the message themselves, inside
-        their transaction, when the channel has ``acknowledge``; see ``build_consumers``."""
-        super().__init__(name, clock)
+        their transaction, when the channel has ``acknowledge``; see ``build_consumers``.
+        ``transient`` tells the errors of a lost connection (the database's, the broker's)."""
+        super().__init__(name, clock, transient)
         self.channel = channel
         self.handlers = dict(handlers or {})
         self.default = default
@@ -168,6 +234,7 @@ class PollingConsumer(ConsumerLoop):
         )
         # Channels that keep a message until it is settled (a database queue) have these.
         self._acknowledge: Callable[[Message], None] | None = getattr(channel, "acknowledge", None)
+        self._return: Callable[[Message], None] | None = getattr(channel, "return_message", None)
         self._release_unhandled: Callable[[], None] | None = getattr(
             channel, "release_unhandled", None
         )
@@ -179,24 +246,35 @@ class PollingConsumer(ConsumerLoop):
             if self._release_unhandled is not None:
                 self._release_unhandled()
 
-    def step(self) -> bool | None:
+    def step(self) -> Step:
         try:
             message = self.channel.receive()
         except UndeliverableMessage as undeliverable:
-            with self._transaction():
-                self._store_dead_letter(undeliverable.body, None, None, undeliverable.reason, "")
-                if undeliverable.acknowledge is not None:
-                    undeliverable.acknowledge()
-            logger.error("consumer %s: %s; stored as a dead letter", self.name, undeliverable)
-            return False
+            self._undeliverable(undeliverable)
+            return Step.FAILED
         if message is None:
-            return None
+            return Step.IDLE
         try:
             self._process(message)
+        except ClaimLost as lost:
+            self._claim_lost(lost)
+            return Step.SKIPPED
         except Exception as error:
-            self._failed(message, error)
-            return False
-        return True
+            if self.is_transient(error):
+                # The handling was cut short (its transaction rolled back): not the message's
+                # fault. It goes back to the channel and is handled again, after a pause.
+                self._give_back(message)
+                self.pause(self._outage.failed(error, f"message {message.id} was interrupted"))
+                return Step.SKIPPED
+            return self._failed(message, error)
+        return Step.HANDLED
+
+    def _undeliverable(self, undeliverable: UndeliverableMessage) -> None:
+        logger.error("consumer %s: %s; stored as a dead letter", self.name, undeliverable)
+        with self._transaction():
+            self._store_dead_letter(undeliverable.body, None, None, undeliverable.reason, "")
+            if undeliverable.acknowledge is not None:
+                undeliverable.acknowledge()
 
     def _process(self, message: Message) -> None:
         endpoint_id = message._headers.get(ENDPOINT_ID)
@@ -217,28 +295,75 @@ class PollingConsumer(ConsumerLoop):
             )
         handler(message)
 
-    def _failed(self, message: Message, error: Exception) -> None:
-        details = traceback.format_exc()
-        # The retry, dead letter or requeue commits with the acknowledgement of the original.
-        with self._transaction():
-            settled = self._settle(message, error, details)
-            if settled == "settled" and self._acknowledge is not None:
-                self._acknowledge(message)
+    def _claim_lost(self, lost: ClaimLost) -> None:
+        logger.warning(
+            "consumer %s: %s; its handling here was rolled back, and the consumer that holds "
+            "it now handles it",
+            self.name,
+            lost,
+        )
+
+    def _failed(self, message: Message, error: Exception) -> Step:
+        details = "".join(traceback.format_exception(error))
+        try:
+            # The retry, dead letter or requeue commits with the acknowledgement of the original.
+            with self._transaction():
+                settled = self._settle(message, error, details)
+                if settled == "settled" and self._acknowledge is not None:
+                    self._acknowledge(message)
+        except ClaimLost as lost:
+            self._claim_lost(lost)
+            return Step.SKIPPED
+        except Exception as failure:
+            if self.is_transient(failure):
+                raise  # the loop pauses; the message is still claimed, and comes back
+            # Nothing ecopy stores should refuse a failed message; if it happens anyway, the
+            # message is kept (given back, and tried again after a pause), never dropped.
+            logger.critical(
+                "consumer %s: message %s failed (%s) and could not be retried or dead-lettered "
+                "(%s); it is kept and handled again",
+                self.name,
+                message.id,
+                describe(error),
+                describe(failure),
+                exc_info=True,
+            )
+            self._give_back(message)
+            self.pause(self._outage.failed(failure, f"message {message.id} cannot be settled"))
+            return Step.SKIPPED
         if settled == "stop":
             raise error
+        return Step.FAILED
+
+    def _give_back(self, message: Message) -> None:
+        """Return a message whose handling did not finish to its channel, to be handled again;
+        a database queue that cannot be reached keeps it claimed until it can (or until its
+        visibility timeout passes)."""
+        try:
+            if self._return is not None:
+                self._return(message)
+            elif self._acknowledge is None:
+                self.channel.send(message)  # taken out of a queue that keeps no claims
+        except Exception as error:
+            if not self.is_transient(error):
+                raise
+            logger.debug(
+                "consumer %s: message %s not given back yet: %s", self.name, message.id, error
+            )
 
     def _settle(self, message: Message, error: Exception, details: str) -> _Settlement:
         """Deal with a failed message: ``"settled"`` (retried, dead-lettered or dropped),
         ``"returned"`` (back in the channel as it was: not to be acknowledged) or ``"stop"``
         (returned, and the consumer must stop)."""
         handling = self.error_handling
-        if isinstance(error, NoEndpointForMessage) or (
-            handling is not None and handling.retry is None
-        ):
+        if isinstance(error, NonRetryableError):
+            self._dead_letter(message, error, details)
+            return "settled"
+        if handling is not None and handling.retry is None:
             self._dead_letter(message, error, details)
             return "settled"
         if handling is not None and handling.retry is not None:
-            retries = int(message._headers.get(RETRY_COUNT, 0) or 0)
+            retries = message._headers.get(RETRY_COUNT) or 0
             if handling.retry.can_retry(retries):
                 delay = handling.retry.delay_ms(retries + 1)
                 logger.warning(
@@ -263,6 +388,9 @@ class PollingConsumer(ConsumerLoop):
     def _dead_letter(self, message: Message, error: Exception, details: str) -> None:
         handling = self.error_handling
         target = handling.dead_letter_channel if handling is not None else DEAD_LETTER_CHANNEL
+        never_succeeds = isinstance(error, NonRetryableError)
+        if target is None and never_succeeds:
+            target = DEAD_LETTER_CHANNEL  # kept even where failed messages are dropped
         failed = message.with_headers(
             {
                 EXCEPTION_TYPE: type(error).__qualname__,
@@ -331,7 +459,7 @@ class PollingConsumer(ConsumerLoop):
         )
         if strategy == "ignore":
             return "settled"
-        requeue = getattr(self.channel, "return_message", None)
+        requeue = self._return
         if strategy == "resend" or requeue is None:
             self.channel.send(message)
             if strategy != "stop":
@@ -345,8 +473,10 @@ class PollingConsumer(ConsumerLoop):
 
 __all__ = [
     "Consumer",
+    "ConsumerLimitError",
     "ConsumerLimits",
     "ConsumerLoop",
     "PollingConsumer",
     "PollingMetadata",
+    "Step",
 ]

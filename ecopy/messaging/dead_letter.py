@@ -7,7 +7,6 @@ that endpoint only, re-serialized for the channel.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import uuid
@@ -15,6 +14,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, runtime_checkable
+
+from pydantic_core import from_json
 
 from ecopy.errors import EcopyError
 from ecopy.messaging.channel import MessageChannel
@@ -54,8 +55,8 @@ class DeadLetterEntry:
     def envelope(self) -> dict[str, Any] | None:
         """The decoded envelope, or ``None`` when the body was never a readable message."""
         try:
-            decoded = json.loads(self.body)
-        except ValueError:
+            decoded = from_json(self.body)
+        except ValueError:  # malformed, or nested deeper than pydantic's limit
             return None
         return decoded if isinstance(decoded, dict) else None
 

@@ -12,7 +12,14 @@ from typing import Any, TypeVar
 
 import tenacity
 
+from ecopy.errors import NonRetryableError
+from ecopy.messaging.channel import ClaimLost
+
 T = TypeVar("T")
+
+# Running these again in place cannot help: the message can never succeed, or another
+# consumer holds it now.
+_NEVER_INSTANTLY = (NonRetryableError, ClaimLost)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,15 +73,20 @@ class RetryTemplate:
 
     def delay_ms(self, retry: int) -> int:
         """The delay before retry number ``retry`` (1 for the first retry)."""
-        state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-        state.attempt_number = retry
-        return round(self._wait()(state) * 1000)
+        return round(wait_seconds(self._wait(), retry) * 1000)
 
     def delays_ms(self) -> list[int]:
         return [self.delay_ms(retry) for retry in range(1, self.max_attempts + 1)]
 
     def can_retry(self, retries_done: int) -> bool:
         return retries_done < self.max_attempts
+
+
+def wait_seconds(wait: tenacity.wait.wait_base, attempt: int) -> float:
+    """What tenacity's wait strategy ``wait`` says to wait before attempt ``attempt + 1``."""
+    state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = attempt
+    return float(wait(state))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,13 +106,16 @@ class InstantRetryConfiguration:
 def instantly_retrying(
     call: Callable[[T], Any], retries: int, exceptions: Sequence[type[BaseException]]
 ) -> Callable[[T], Any]:
-    """``call`` retried up to ``retries`` times for ``exceptions`` (no wait); the last error
-    is raised unchanged."""
+    """``call`` retried up to ``retries`` times for ``exceptions`` (no wait), except a
+    ``NonRetryableError``; the last error is raised unchanged."""
     if retries <= 0:
         return call
+    retried = tuple(exceptions)
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(retries + 1),
-        retry=tenacity.retry_if_exception_type(tuple(exceptions)),
+        retry=tenacity.retry_if_exception(
+            lambda error: isinstance(error, retried) and not isinstance(error, _NEVER_INSTANTLY)
+        ),
         reraise=True,
     )
 

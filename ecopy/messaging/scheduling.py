@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from croniter import croniter
 
 from ecopy.messaging.clock import Clock
-from ecopy.messaging.consumer import ConsumerLimits, ConsumerLoop, PollingMetadata
+from ecopy.messaging.consumer import ConsumerLimits, ConsumerLoop, PollingMetadata, Step
 from ecopy.messaging.declaration import declare
 
 F = TypeVar("F")
@@ -78,11 +78,11 @@ class ScheduledConsumer(ConsumerLoop):
             self._next_at = now if self._cron is None else self._following(now)
         return self.loop(limits, self.step)
 
-    def step(self) -> bool | None:
+    def step(self) -> Step:
         assert self._next_at is not None
         now = self.clock.now()
         if now < self._next_at:
-            return None
+            return Step.IDLE
         self._next_at = self._following(max(now, self._next_at))
         try:
             result = self._produce()
@@ -90,5 +90,5 @@ class ScheduledConsumer(ConsumerLoop):
                 self._send(result)
         except Exception:
             logger.exception("scheduled consumer %s failed; it runs again when next due", self.name)
-            return False
-        return True
+            return Step.FAILED
+        return Step.HANDLED

@@ -9,17 +9,31 @@ are ever instantiated from an envelope.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Final
 
 from pydantic_core import from_json, to_json
 
 from ecopy.errors import EcopyError
 from ecopy.messaging.conversion import PayloadConversion
-from ecopy.messaging.message import Message, build_message
+from ecopy.messaging.delivery import (
+    CHANNEL,
+    DELIVER_AT,
+    ENDPOINT_ID,
+    EXPIRES_AT,
+    PRIORITY,
+    RETRY_COUNT,
+)
+from ecopy.messaging.message import CORRELATION_ID, ID, PARENT_ID, TIMESTAMP, Message, build_message
 from ecopy.messaging.naming import TypeRegistry, type_name
 
 JSON_TYPE: Final = "json"
 JSON_NATIVE = (dict, list, str, int, float, bool, type(None))
+
+#: The longest message id and endpoint id a message may carry (what every store can key on).
+MAX_KEY_LENGTH: Final = 255
+#: Priorities fit a 32-bit integer column.
+MAX_PRIORITY: Final = 2**31 - 1
 
 
 class MessageSerializationError(EcopyError):
@@ -65,6 +79,9 @@ class MessageSerializer:
             )
         kind = envelope.get("type")
         headers: dict[str, Any] = envelope["headers"]
+        problem = header_problem(headers)
+        if problem is not None:
+            raise MessageDeserializationError(f"unusable headers: {problem}")
         raw = envelope.get("payload")
         if kind == JSON_TYPE:
             return build_message(raw, headers)
@@ -82,3 +99,62 @@ class MessageSerializer:
                 f"payload of message {headers.get('id')} does not fit {kind}: {error}"
             ) from error
         return build_message(payload, headers)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _key_problem(name: str, value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return f"{name} must be a non-empty string, got {_shown(value)}"
+    if len(value) > MAX_KEY_LENGTH:
+        return f"{name} is {len(value)} characters long, more than {MAX_KEY_LENGTH}"
+    if "\x00" in value:
+        return f"{name} contains a NUL character"
+    return None
+
+
+def header_problem(headers: dict[str, Any]) -> str | None:
+    """What is wrong with the standard and delivery headers of a message read from a channel,
+    or ``None``. A message from another producer may leave any of them out, but one it
+    carries must have the shape ecopy relies on: such a message could never be handled, and
+    goes to the dead letters with this reason."""
+    if ID in headers:
+        problem = _key_problem("the id", headers[ID])
+        if problem is not None:
+            return problem
+    endpoint = headers.get(ENDPOINT_ID)
+    if endpoint is not None:
+        problem = _key_problem(f"header {ENDPOINT_ID!r}", endpoint)
+        if problem is not None:
+            return problem
+    for name in (CORRELATION_ID, PARENT_ID, CHANNEL):
+        value = headers.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"header {name!r} must be a string, got {_shown(value)}"
+    for name in (TIMESTAMP, DELIVER_AT, EXPIRES_AT):
+        value = headers.get(name)
+        if value is not None and not _is_number(value):
+            return f"header {name!r} must be a number of seconds, got {_shown(value)}"
+    retries = headers.get(RETRY_COUNT)
+    if retries is not None and (
+        not isinstance(retries, int) or isinstance(retries, bool) or retries < 0
+    ):
+        return f"header {RETRY_COUNT!r} must be an integer >= 0, got {_shown(retries)}"
+    priority = headers.get(PRIORITY)
+    if priority is not None and (
+        not isinstance(priority, int)
+        or isinstance(priority, bool)
+        or not -MAX_PRIORITY <= priority <= MAX_PRIORITY
+    ):
+        return (
+            f"header {PRIORITY!r} must be an integer between {-MAX_PRIORITY} and "
+            f"{MAX_PRIORITY}, got {_shown(priority)}"
+        )
+    return None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -22,6 +22,7 @@ from ecopy import (
     internal_handler,
     scheduled,
 )
+from ecopy.messaging.consumer import ConsumerLimitError
 
 
 @dataclass(frozen=True)
@@ -111,16 +112,20 @@ def test_execution_time_limit_stops_an_idle_consumer():
     assert 0.05 <= time.monotonic() - started < 5
 
 
-def test_memory_limit_stops_the_consumer_before_it_takes_a_message(caplog):
+def test_a_memory_limit_below_what_the_process_already_uses_is_refused_before_any_message():
     billing = Billing()
     app = billing_app(billing)
     send_invoices(app, "o-1")
 
-    with caplog.at_level(logging.WARNING, logger="ecopy"):
-        assert app.run("billing", memory_limit_mb=1) == 0
+    with pytest.raises(ConsumerLimitError) as refused:
+        app.run("billing", memory_limit_mb=1)
 
+    assert str(refused.value).startswith(
+        "consumer billing cannot start: its memory limit (1 MB) is below what this process has "
+        "already used ("
+    )
+    assert "give a memory limit above" in str(refused.value)
     assert billing.invoiced == []
-    assert any("memory limit" in record.getMessage() for record in caplog.records)
     assert app.run("billing", memory_limit_mb=1_000_000, finish_when_no_messages=True) == 1
     assert billing.invoiced == ["o-1"]
 

@@ -33,6 +33,7 @@ from ecopy_dbal import Database, DbalConfiguration
 from ecopy_dbal.codec import Codec, StoredDataError
 from ecopy_dbal.database import create_database_engine
 from ecopy_dbal.event_store import DbalEventStore, DbalSnapshotStore
+from ecopy_dbal.sqlite import WriterGateError
 from tests.contracts.event_store_contract import (
     ACCOUNTS,
     CARDS,
@@ -208,7 +209,8 @@ def test_on_sqlite_no_transaction_can_append_while_one_that_appended_is_open(
         with database.transaction():
             (first,) = store.append(ACCOUNTS, "a-1", 0, [opened()])
 
-            with pytest.raises(sa.exc.OperationalError, match="database is locked"):
+            # Another writer would wait; in this very thread it would wait for itself.
+            with pytest.raises(WriterGateError, match="SQLite has one writer"):
                 other.append(CARDS, "c-1", 0, [deposited(1)])
 
         (second,) = other.append(CARDS, "c-1", 0, [deposited(1)])

@@ -1,5 +1,6 @@
-"""Fixtures for the database adapter: every test runs on SQLite (a file), PostgreSQL and
-MariaDB. ``database_url`` is a clean database: ecopy's tables exist and are empty."""
+"""Database fixtures, for the database adapter's tests and the fault suite: a test that asks
+for ``database_url`` runs on SQLite (a file), PostgreSQL and MariaDB, each a clean database
+(ecopy's tables exist and are empty)."""
 
 from __future__ import annotations
 
