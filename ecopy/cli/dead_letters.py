@@ -130,17 +130,31 @@ def replay_command(application: ApplicationReference, entry_id: str) -> None:
 @dead_letter_group.command("replay-all")
 @pass_application
 def replay_all_command(application: ApplicationReference) -> None:
-    """Replay every dead letter, each to the endpoint it failed in."""
+    """Replay every dead letter, each to the endpoint it failed in.
+
+    Those that cannot be replayed (an unreadable message, a channel the application no longer
+    has) stay, and are listed with the reason; the exit status is then 1.
+    """
     gateway = application.load().dead_letter
+    failed: list[tuple[DeadLetterEntry, EcopyError]] = []
     with _gateway_errors():
-        replayed = gateway.replay_all()
-    if not replayed:
+        replayed = gateway.replay_all(on_failure=lambda entry, error: failed.append((entry, error)))
+    if not replayed and not failed:
         click.echo("No dead letters to replay.")
         return
-    click.echo(
-        f"Replayed {_count(replayed)}. Run their consumers (`ecopy list` shows them) to handle "
-        f"them."
-    )
+    if replayed:
+        click.echo(
+            f"Replayed {_count(replayed)}. Run their consumers (`ecopy list` shows them) to "
+            f"handle them."
+        )
+    if failed:
+        for entry, error in failed:
+            click.echo(f"Not replayed: {entry.id}: {error}", err=True)
+        raise click.ClickException(
+            f"{_count(len(failed))} of {len(failed) + replayed} could not be replayed and "
+            f"{'stays' if len(failed) == 1 else 'stay'} in the dead letters: see each one with "
+            f"`ecopy dead-letter show ID`, and delete those that can never be handled"
+        )
 
 
 @dead_letter_group.command("delete")

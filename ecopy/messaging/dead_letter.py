@@ -199,14 +199,25 @@ class DeadLetter:
                 f"({error}); inspect it with `ecopy dead-letter show {entry_id}` and delete it"
             ) from error
         headers = {key: value for key, value in message.headers.items() if key not in _NOT_REPLAYED}
+        try:
+            channel = self._channel(entry.channel)
+        except EcopyError:
+            raise UnreplayableDeadLetter(
+                f"dead letter {entry_id} cannot be replayed: it failed on channel "
+                f"{entry.channel!r}, which this application does not have; declare that channel "
+                f"again to replay it, or delete it with `ecopy dead-letter delete {entry_id}`"
+            ) from None
         # Sent and deleted together: a database channel gets it back exactly once.
         with self._transaction():
-            self._channel(entry.channel).send(Message(message.payload, headers))
+            channel.send(Message(message.payload, headers))
             self.store.delete(entry_id)
 
-    def replay_all(self) -> int:
-        """Replay every readable dead letter; returns how many. Unreadable ones stay (and are
-        logged) for ``show`` and ``delete``."""
+    def replay_all(
+        self, on_failure: Callable[[DeadLetterEntry, EcopyError], None] | None = None
+    ) -> int:
+        """Replay every dead letter that can be; returns how many were. One that cannot be (an
+        unreadable body, a channel this application no longer has) stays, is logged, and is
+        passed to ``on_failure`` with the reason; the others are replayed all the same."""
         replayed, skipped = 0, 0
         while True:
             entries = self.store.list(limit=100, offset=skipped)
@@ -215,9 +226,11 @@ class DeadLetter:
             for entry in entries:
                 try:
                     self.replay(entry.id)
-                except UnreplayableDeadLetter as error:
-                    logger.warning("%s", error)
+                except EcopyError as error:
+                    logger.warning("dead letter %s not replayed: %s", entry.id, error)
                     skipped += 1
+                    if on_failure is not None:
+                        on_failure(entry, error)
                 else:
                     replayed += 1
 

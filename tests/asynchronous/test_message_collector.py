@@ -133,3 +133,37 @@ def test_nothing_is_sent_on_when_the_asynchronous_handler_fails_without_error_ha
         flow.run("orders")
 
     assert len(flow.system.channel("confirmations")) == 0
+
+
+@dataclass(frozen=True)
+class PlaceBatch:
+    order_ids: tuple[str, ...]
+
+
+class Batches:
+    """Places each order of a batch with a nested command, skipping those that fail."""
+
+    def __init__(self) -> None:
+        self.skipped: list[str] = []
+
+    @command_handler
+    def place_all(self, command: PlaceBatch, commands: CommandBus) -> None:
+        for order_id in command.order_ids:
+            try:
+                commands.send(PlaceOrder(order_id, fail_after_publishing=order_id.startswith("x")))
+            except ValueError:
+                self.skipped.append(order_id)
+
+
+def test_a_failed_nested_command_that_the_caller_catches_sends_nothing():
+    batches, notifications = Batches(), Notifications()
+    flow = bootstrap_flow_testing(
+        classes=[Batches, Orders, Notifications],
+        services=[batches, Orders(), notifications],
+        enable_asynchronous_processing=[QueueChannel("orders"), QueueChannel("confirmations")],
+    )
+
+    flow.send_command(PlaceBatch(("o-1", "x-2", "o-3"))).run("orders").run("confirmations")
+
+    assert batches.skipped == ["x-2"]
+    assert notifications.confirmed == ["o-1", "o-1-again", "o-3", "o-3-again"]

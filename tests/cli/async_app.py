@@ -90,3 +90,20 @@ def create_system_with_pending_orders() -> MessagingSystem:
 
 
 system = create_system()
+
+
+def create_system_slowly() -> MessagingSystem:
+    """Orders pending, built by a factory that takes its time (as one that connects to a
+    database and scans packages does): it says ``loading`` on stderr, then waits for the file
+    named by ``SLOW_LOADING_RELEASE`` (at most 20 s)."""
+    import os
+    import sys
+    import time
+    from pathlib import Path
+
+    print("loading", file=sys.stderr, flush=True)
+    release = Path(os.environ["SLOW_LOADING_RELEASE"])
+    deadline = time.monotonic() + 20
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return create_system_with_pending_orders()

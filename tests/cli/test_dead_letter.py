@@ -7,6 +7,7 @@ command.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ecopy import DeadLetterEntry
+from ecopy.messaging.dead_letter import new_entry
 from tests.cli.payments_shop import PaymentsShop
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -152,6 +154,45 @@ def test_replay_all_sends_every_dead_letter_back_to_its_handler(shop: PaymentsSh
     assert sorted(shop.payments.charged) == ["o-1", "o-2", "o-3"]
     assert sorted(shop.notifications.notified) == ["o-1", "o-2", "o-3"]
     assert shop.ecopy("dead-letter", "list").stdout == "No dead letters.\n"
+
+
+def test_replay_all_replays_what_it_can_and_fails_naming_what_it_cannot(
+    shop: PaymentsShop,
+) -> None:
+    fail_orders(shop, declined=["o-1", "o-2"])
+    store = shop.system.dead_letter.store
+    unreadable = new_entry(
+        channel="orders",
+        endpoint_id=None,
+        message_id=None,
+        body="{broken",
+        error="malformed JSON",
+        traceback="",
+        failed_at=0.0,
+    )
+    (readable,) = [entry for entry in store.list() if entry.message_id][:1]
+    elsewhere = dataclasses.replace(readable, id="moved-away", channel="retired")
+    store.add(unreadable)
+    store.add(elsewhere)
+    shop.accept_all_cards()
+
+    result = shop.ecopy("dead-letter", "replay-all")
+
+    assert result.exit_code == 1
+    assert result.stdout.startswith("Replayed 2 dead letters.")
+    assert f"Not replayed: {unreadable.id}: dead letter {unreadable.id} cannot be replayed" in (
+        result.stderr
+    )
+    assert (
+        "Not replayed: moved-away: dead letter moved-away cannot be replayed: it failed on "
+        "channel 'retired', which this application does not have; declare that channel again "
+        "to replay it, or delete it with `ecopy dead-letter delete moved-away`"
+    ) in result.stderr
+    assert "Error: 2 dead letters of 4 could not be replayed and stay in the dead letters" in (
+        result.stderr
+    )
+    assert {row["Id"] for row in shop.dead_letters()} == {unreadable.id, "moved-away"}
+    assert "after handling 2 messages" in shop.run_orders().stdout
 
 
 def test_replay_all_without_dead_letters_says_so(shop: PaymentsShop) -> None:

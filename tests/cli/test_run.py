@@ -187,6 +187,40 @@ def test_sigterm_stops_a_waiting_consumer_cleanly() -> None:
     assert stdout.decode().startswith("Consumer orders stopped after handling ")
 
 
+def test_sigterm_while_the_application_loads_stops_before_any_message(tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    process = subprocess.Popen(
+        [*ecopy_command(), "--app", "tests.cli.async_app:create_system_slowly", "run", "orders"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPOSITORY,
+        env={**_without_ecopy_app(), "SLOW_LOADING_RELEASE": str(release)},
+    )
+    try:
+        assert process.stderr is not None
+        _wait_for(process.stderr.fileno(), b"loading", deadline=time.monotonic() + 30)
+        process.send_signal(signal.SIGTERM)
+        release.touch()
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == 0, stderr
+    assert stdout.decode() == "Consumer orders stopped before handling any message.\n"
+
+
+def test_a_memory_limit_below_what_the_process_uses_is_an_error(invoke: Invoke) -> None:
+    result = invoke("--app", PENDING_ORDERS_APP, "run", "orders", "--memory-limit-mb", "1")
+
+    assert result.exit_code == 1
+    assert "Error: consumer orders cannot start: its memory limit (1 MB) is below what this " in (
+        result.stderr
+    )
+    assert "give a memory limit above" in result.stderr
+
+
 def _without_ecopy_app() -> dict[str, str]:
     return {name: value for name, value in os.environ.items() if name != "ECOPY_APP"}
 
