@@ -676,6 +676,151 @@ def build_psycopg_relay(db: BenchDatabase, sizes: Sizes) -> list[Workload]:
 
 
 # --------------------------------------------------------------------------------------------
+# 2b. A consumer draining a database queue, each message handled in its own transaction
+# --------------------------------------------------------------------------------------------
+
+DRAIN_PREFETCH = 10
+"""The consumer's prefetch: ``DbalChannel``'s default."""
+PG_NOW = "CAST(EXTRACT(EPOCH FROM statement_timestamp()) AS DOUBLE PRECISION)"
+"""The database clock expression ecopy's queue uses on PostgreSQL (``ecopy_dbal.schema``)."""
+
+
+def build_ecopy_drain(db: BenchDatabase, sizes: Sizes) -> list[Workload]:
+    import ecopy
+    from ecopy import ServiceConfiguration, asynchronous, command_handler
+    from ecopy_dbal import Database, DbalChannel, DbalConfiguration
+
+    class Shipping:
+        def __init__(self) -> None:
+            self.shipped = 0
+            self.last: str | None = None
+
+        @asynchronous("jobs")
+        @command_handler(endpoint_id="ship_order")
+        def ship(self, command: ShipOrder) -> None:
+            self.shipped += 1
+            self.last = command.order_id
+
+    service = Shipping()
+    app = ecopy.bootstrap(
+        classes=[Shipping],
+        services=[service],
+        config=ServiceConfiguration(
+            extensions=[
+                DbalConfiguration(url=db.url, auto_setup=True),
+                DbalChannel("jobs", prefetch=DRAIN_PREFETCH),
+            ]
+        ),
+    )
+    close_on_drop(db, app)
+    database = app.service(Database)
+    assert database is not None
+
+    def prepare(n: int) -> Trial:
+        fill_job_queue(db, app, database, n)
+        ids = order_ids(n)
+        before = service.shipped
+        drained: list[int] = []
+
+        def run() -> dict[str, int]:
+            start = perf_counter_ns()
+            drained.append(app.run("jobs", finish_when_no_messages=True))
+            return {ONE_PHASE: perf_counter_ns() - start}
+
+        def verify() -> None:
+            shipped = service.shipped - before
+            expect(drained == [n] and shipped == n, f"drain: {drained} handled, {shipped} of {n}")
+            expect(service.last == ids[-1], f"drain: last shipped {service.last!r}")
+            left = db.count("ecopy_messages")
+            expect(left == 0, f"drain: {left} rows left in the database")
+
+        return Trial(run, verify)
+
+    label = f"consumer drain, prefetch={DRAIN_PREFETCH}"
+    return [Workload("drain", "ecopy", label, sizes.messages, prepare)]
+
+
+def fill_job_queue(db: BenchDatabase, app: Any, database: Any, n: int) -> None:
+    """``n`` ecopy messages for ``ship_order`` in ``ecopy_messages``, sent by ``app``."""
+    db.truncate(*db.ecopy_tables())
+    with database.transaction():  # one transaction fills the queue; its sends join it
+        for order_id in order_ids(n):
+            app.command_bus.send(ShipOrder(order_id))
+    waiting = db.count("ecopy_messages")
+    expect(waiting == n, f"{waiting} rows queued, expected {n}")
+
+
+def build_psycopg_drain(db: BenchDatabase, sizes: Sizes) -> list[Workload]:
+    """The floor of the drain: ecopy's own statements by hand on one psycopg connection. A
+    claim transaction takes ``DRAIN_PREFETCH`` rows (``SELECT ... FOR UPDATE SKIP LOCKED``,
+    then ``UPDATE`` with a claim token); then each message is parsed (``json.loads``) and
+    deleted in a transaction of its own, as the handler's acknowledgement does."""
+    import psycopg
+
+    import ecopy
+    from ecopy import ServiceConfiguration, asynchronous, command_handler
+    from ecopy_dbal import Database, DbalChannel, DbalConfiguration
+
+    class Sender:
+        @asynchronous("jobs")
+        @command_handler(endpoint_id="ship_order")
+        def ship(self, command: ShipOrder) -> None: ...
+
+    filler = ecopy.bootstrap(
+        classes=[Sender],
+        config=ServiceConfiguration(
+            extensions=[DbalConfiguration(url=db.url, auto_setup=True), DbalChannel("jobs")]
+        ),
+    )
+    close_on_drop(db, filler)
+    connection = psycopg.connect(db.conninfo())
+    db.closers.append(connection.close)
+    claim = (
+        f"SELECT id, body, expires_at, {PG_NOW} AS now FROM ecopy_messages WHERE queue = %s "
+        f"AND (claimed_until IS NULL OR claimed_until <= {PG_NOW}) "
+        f"AND (deliver_at IS NULL OR deliver_at <= {PG_NOW}) "
+        f"ORDER BY priority DESC, id LIMIT %s FOR UPDATE SKIP LOCKED"
+    )
+    mark = (
+        f"UPDATE ecopy_messages SET claimed_until = {PG_NOW} + %s, claim_token = %s "
+        f"WHERE id = ANY(%s)"
+    )
+    acknowledge = "DELETE FROM ecopy_messages WHERE claim_token = %s AND id = ANY(%s)"
+
+    def prepare(n: int) -> Trial:
+        fill_job_queue(db, filler, filler.service(Database), n)
+        handled: list[str] = []
+
+        def run() -> dict[str, int]:
+            cursor = connection.cursor()
+            start = perf_counter_ns()
+            while True:
+                rows = cursor.execute(claim, ("jobs", DRAIN_PREFETCH)).fetchall()
+                if not rows:
+                    connection.commit()
+                    break
+                token = uuid.uuid4().hex
+                cursor.execute(mark, (30.0, token, [row[0] for row in rows]))
+                connection.commit()
+                for row_id, body, _, _ in rows:
+                    handled.append(json.loads(body)["payload"]["order_id"])
+                    cursor.execute(acknowledge, (token, [row_id]))
+                    connection.commit()
+            return {ONE_PHASE: perf_counter_ns() - start}
+
+        def verify() -> None:
+            expect(len(handled) == n, f"psycopg drain: {len(handled)} of {n} handled")
+            expect(handled[-1] == order_ids(n)[-1], f"psycopg drain: last {handled[-1]!r}")
+            left = db.count("ecopy_messages")
+            expect(left == 0, f"psycopg drain: {left} rows left in the database")
+
+        return Trial(run, verify)
+
+    label = f"drain floor, ecopy's SQL, prefetch={DRAIN_PREFETCH}"
+    return [Workload("psycopg-drain", "psycopg", label, sizes.messages, prepare)]
+
+
+# --------------------------------------------------------------------------------------------
 # 3. Event store: create aggregates (one writer, 4 writers), reload them
 # --------------------------------------------------------------------------------------------
 
@@ -890,6 +1035,8 @@ def libraries(db: BenchDatabase, sizes: Sizes) -> list[Library[Workload]]:
         ("SQLAlchemy Core", lambda: build_sqlalchemy_command(db, sizes), hint),
         ("ecopy relay", lambda: build_ecopy_relay(db, sizes), ecopy_hint),
         ("psycopg relay", lambda: build_psycopg_relay(db, sizes), hint),
+        ("ecopy drain", lambda: build_ecopy_drain(db, sizes), ecopy_hint),
+        ("psycopg drain", lambda: build_psycopg_drain(db, sizes), hint),
         ("ecopy event store", lambda: build_ecopy_event_store(db, sizes), ecopy_hint),
         ("eventsourcing", lambda: build_eventsourcing(db, sizes), hint),
     ]
@@ -976,6 +1123,16 @@ def print_results(workloads: Sequence[Workload], sizes: Sizes) -> None:
         single[1] if single else None,
         "prefetch=1",
     )
+    drain = rows(("drain", ONE_PHASE), ("psycopg-drain", ONE_PHASE))
+    drain_floor = find(workloads, "psycopg-drain")
+    print_rows(
+        f"2b. A consumer draining {sizes.messages} queued messages per repeat, each handled in "
+        f"its own transaction (µs per message)",
+        "µs",
+        drain,
+        drain_floor[1] if drain_floor else None,
+        "floor",
+    )
     events = rows(
         ("ecopy-events", CREATE),
         ("eventsourcing-events", CREATE),
@@ -1016,6 +1173,7 @@ KEY_RATIOS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
         (f"relay-{BATCH}",),
         (f"psycopg-relay-{BATCH}",),
     ),
+    ("consumer drain vs psycopg floor running ecopy's SQL", ("drain",), ("psycopg-drain",)),
     (
         "ecopy vs eventsourcing, create, 1 writer",
         ("ecopy-events", CREATE),
@@ -1109,8 +1267,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="print a pyinstrument profile of one repeat of WORKLOAD instead of timing; "
         "WORKLOAD is one of: ecopy-command, psycopg-row, psycopg-row-outbox, relay-1, "
-        f"relay-{BATCH}, ecopy-events, eventsourcing-events, ecopy-events-{WRITERS}, "
+        f"relay-{BATCH}, drain, psycopg-drain, ecopy-events, eventsourcing-events, "
+        f"ecopy-events-{WRITERS}, "
         f"eventsourcing-events-{WRITERS}",
+    )
+    parser.add_argument(
+        "--only",
+        metavar="LIBRARIES",
+        default=None,
+        help="measure only these, comma-separated (e.g. 'ecopy drain,psycopg drain'); default: "
+        "every library of the script",
     )
     parser.add_argument(
         "--profile-all",
@@ -1174,7 +1340,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.profile is None:
             print_environment(db, sizes, args.repeats)
-        workloads, unavailable = build_all(libraries(db, sizes), Workload.check)
+        chosen = libraries(db, sizes)
+        if args.only:
+            wanted = {name.strip() for name in args.only.split(",")}
+            chosen = [library for library in chosen if library[0] in wanted]
+        workloads, unavailable = build_all(chosen, Workload.check)
         if args.profile is not None:
             return profile(workloads, args.profile, show_all=args.profile_all)
         measure_all(workloads, args.repeats)

@@ -18,7 +18,12 @@ from sqlalchemy.orm import Session
 from ecopy.config.modules import ModuleContext
 from ecopy_dbal import schema
 from ecopy_dbal.codec import Codec
-from ecopy_dbal.database import Database, create_database_engine
+from ecopy_dbal.database import (
+    IDLE_IN_TRANSACTION_TIMEOUT_S,
+    LOCK_TIMEOUT_S,
+    Database,
+    create_database_engine,
+)
 
 DEFAULT_URL = "sqlite:///ecopy.sqlite3"
 
@@ -31,13 +36,18 @@ class DbalConfiguration:
 
     ``url`` or ``engine`` names the database (default: ``sqlite:///ecopy.sqlite3``).
     ``auto_setup`` creates the missing tables at bootstrap (default: on for SQLite, off for
-    servers, where ``ecopy db setup`` does it). The other options choose what lives in the
-    database instead of memory.
+    servers, where ``ecopy db setup`` does it). ``lock_timeout_s`` and
+    ``idle_in_transaction_timeout_s`` bound how long a statement waits for a lock and how long
+    a transaction may sit idle on PostgreSQL and MariaDB/MySQL (``None``: the server's own),
+    for an engine built from ``url``. The other options choose what lives in the database
+    instead of memory.
     """
 
     url: str | None = None
     engine: Engine | None = None
     auto_setup: bool | None = None
+    lock_timeout_s: float | None = LOCK_TIMEOUT_S
+    idle_in_transaction_timeout_s: float | None = IDLE_IN_TRANSACTION_TIMEOUT_S
     transactions: bool = True
     dead_letters: bool = True
     deduplication: bool = True
@@ -47,9 +57,22 @@ class DbalConfiguration:
     def __post_init__(self) -> None:
         if self.url is not None and self.engine is not None:
             raise ValueError("DbalConfiguration takes url= or engine=, not both")
+        for name in ("lock_timeout_s", "idle_in_transaction_timeout_s"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
+            ):
+                raise ValueError(
+                    f"DbalConfiguration {name} must be a number of seconds > 0, or None for "
+                    f"the server's own setting, got {value!r}"
+                )
 
     def create_database(self) -> Database:
-        engine = self.engine or create_database_engine(self.url or DEFAULT_URL)
+        engine = self.engine or create_database_engine(
+            self.url or DEFAULT_URL,
+            lock_timeout_s=self.lock_timeout_s,
+            idle_in_transaction_timeout_s=self.idle_in_transaction_timeout_s,
+        )
         database = Database(engine)
         auto_setup = self.auto_setup
         if auto_setup is None:

@@ -79,9 +79,10 @@ class MessageSerializer:
             )
         kind = envelope.get("type")
         headers: dict[str, Any] = envelope["headers"]
-        problem = header_problem(headers)
-        if problem is not None:
-            raise MessageDeserializationError(f"unusable headers: {problem}")
+        if not _plausible(headers):
+            problem = header_problem(headers)
+            if problem is not None:
+                raise MessageDeserializationError(f"unusable headers: {problem}")
         raw = envelope.get("payload")
         if kind == JSON_TYPE:
             return build_message(raw, headers)
@@ -113,6 +114,30 @@ def _key_problem(name: str, value: Any) -> str | None:
     if "\x00" in value:
         return f"{name} contains a NUL character"
     return None
+
+
+def _plausible(headers: dict[str, Any]) -> bool:
+    """The common case, checked fast: the id and endpoint id are short strings without NUL,
+    and no other header ``header_problem`` looks at is there but the timestamp, a float.
+    ``False`` only means: look closer."""
+    get = headers.get
+    message_id = get(ID)
+    endpoint = get(ENDPOINT_ID)
+    timestamp = get(TIMESTAMP)
+    return (
+        (type(message_id) is str and 0 < len(message_id) <= MAX_KEY_LENGTH)
+        and (endpoint is None or (type(endpoint) is str and 0 < len(endpoint) <= MAX_KEY_LENGTH))
+        and (timestamp is None or (type(timestamp) is float and math.isfinite(timestamp)))
+        and type(get(CORRELATION_ID, "")) is str
+        and type(get(PARENT_ID, "")) is str
+        and type(get(CHANNEL, "")) is str
+        and get(DELIVER_AT) is None
+        and get(EXPIRES_AT) is None
+        and get(RETRY_COUNT) is None
+        and get(PRIORITY) is None
+        and "\x00" not in message_id
+        and (endpoint is None or "\x00" not in endpoint)
+    )
 
 
 def header_problem(headers: dict[str, Any]) -> str | None:

@@ -84,3 +84,41 @@ def test_a_consumer_keeps_polling_through_an_outage_longer_than_the_retries(capl
     assert len(outage) == 1, "one line when the outage starts, not one per attempt"
     assert all("\n" not in r.getMessage() for r in caplog.records)
     engine.dispose()
+
+
+SERVERS = [
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
+]
+SESSION_SETTINGS = {
+    "postgresql": "SELECT current_setting('lock_timeout'), "
+    "current_setting('idle_in_transaction_session_timeout')",
+    "mysql": "SELECT @@innodb_lock_wait_timeout, @@idle_transaction_timeout",
+}
+
+
+@pytest.mark.parametrize("database_url", SERVERS, indirect=True)
+def test_a_server_session_bounds_lock_waits_and_idle_transactions(database_url):
+    app = ecopy.bootstrap(
+        config=ServiceConfiguration(
+            extensions=[
+                DbalConfiguration(
+                    url=database_url, lock_timeout_s=7, idle_in_transaction_timeout_s=90
+                )
+            ]
+        )
+    )
+    database = app.service(Database)
+
+    with database.transaction() as connection:
+        settings = connection.exec_driver_sql(SESSION_SETTINGS[database.dialect]).one()
+
+    assert [str(value) for value in settings] in (["7s", "90s"], ["7", "90"])
+    database.dispose()
+
+
+@pytest.mark.parametrize("option", ["lock_timeout_s", "idle_in_transaction_timeout_s"])
+@pytest.mark.parametrize("value", [0, -1, "30", True])
+def test_timeouts_must_be_positive_seconds(option, value):
+    with pytest.raises(ValueError, match=f"DbalConfiguration {option} must be a number of seconds"):
+        DbalConfiguration(**{option: value})
