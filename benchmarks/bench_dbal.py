@@ -534,55 +534,55 @@ def hand_written_outbox_row(order_id: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def build_ecopy_relay(db: BenchDatabase, sizes: Sizes) -> list[Workload]:
+def shipping_app(db: BenchDatabase, channel: str, *extensions: Any) -> tuple[Any, Any]:
+    """An application whose ``ship_order`` handler is ``@asynchronous(channel)`` and counts
+    what it shipped; returns it with its ``Shipping`` service."""
     import ecopy
-    from ecopy import (
-        CombinedMessageChannel,
-        QueueChannel,
-        ServiceConfiguration,
-        asynchronous,
-        command_handler,
+    from ecopy import ServiceConfiguration, asynchronous, command_handler
+    from ecopy_dbal import DbalConfiguration
+
+    class Shipping:
+        def __init__(self) -> None:
+            self.shipped = 0
+            self.last: str | None = None
+
+        @asynchronous(channel)
+        @command_handler(endpoint_id="ship_order")
+        def ship(self, command: ShipOrder) -> None:
+            self.shipped += 1
+            self.last = command.order_id
+
+    service = Shipping()
+    app = ecopy.bootstrap(
+        classes=[Shipping],
+        services=[service],
+        config=ServiceConfiguration(
+            extensions=[DbalConfiguration(url=db.url, auto_setup=True), *extensions]
+        ),
     )
-    from ecopy_dbal import Database, DbalChannel, DbalConfiguration
+    close_on_drop(db, app)
+    return app, service
+
+
+def build_ecopy_relay(db: BenchDatabase, sizes: Sizes) -> list[Workload]:
+    from ecopy import CombinedMessageChannel, QueueChannel
+    from ecopy_dbal import Database, DbalChannel
 
     def workload(prefetch: int) -> Workload:
-        class Shipping:
-            def __init__(self) -> None:
-                self.shipped = 0
-                self.last: str | None = None
-
-            @asynchronous("relay")
-            @command_handler(endpoint_id="ship_order")
-            def ship(self, command: ShipOrder) -> None:
-                self.shipped += 1
-                self.last = command.order_id
-
-        service = Shipping()
-        app = ecopy.bootstrap(
-            classes=[Shipping],
-            services=[service],
-            config=ServiceConfiguration(
-                extensions=[
-                    DbalConfiguration(url=db.url, auto_setup=True),
-                    DbalChannel("db", prefetch=prefetch),
-                    QueueChannel("memory"),
-                    CombinedMessageChannel("relay", ["db", "memory"]),
-                ]
-            ),
+        app, service = shipping_app(
+            db,
+            "relay",
+            DbalChannel("db", prefetch=prefetch),
+            QueueChannel("memory"),
+            CombinedMessageChannel("relay", ["db", "memory"]),
         )
-        close_on_drop(db, app)
         database = app.service(Database)
         assert database is not None
         memory: Any = app.channel("memory")
 
         def prepare(n: int) -> Trial:
-            db.truncate(*db.ecopy_tables())
+            fill_job_queue(db, app, database, n)
             ids = order_ids(n)
-            with database.transaction():  # one transaction fills the queue; its sends join it
-                for order_id in ids:
-                    app.command_bus.send(ShipOrder(order_id))
-            waiting = db.count("ecopy_messages")
-            expect(waiting == n, f"relay prefetch={prefetch}: {waiting} rows queued, expected {n}")
             relayed: list[int] = []
 
             def run() -> dict[str, int]:
@@ -686,33 +686,9 @@ PG_NOW = "CAST(EXTRACT(EPOCH FROM statement_timestamp()) AS DOUBLE PRECISION)"
 
 
 def build_ecopy_drain(db: BenchDatabase, sizes: Sizes) -> list[Workload]:
-    import ecopy
-    from ecopy import ServiceConfiguration, asynchronous, command_handler
-    from ecopy_dbal import Database, DbalChannel, DbalConfiguration
+    from ecopy_dbal import Database, DbalChannel
 
-    class Shipping:
-        def __init__(self) -> None:
-            self.shipped = 0
-            self.last: str | None = None
-
-        @asynchronous("jobs")
-        @command_handler(endpoint_id="ship_order")
-        def ship(self, command: ShipOrder) -> None:
-            self.shipped += 1
-            self.last = command.order_id
-
-    service = Shipping()
-    app = ecopy.bootstrap(
-        classes=[Shipping],
-        services=[service],
-        config=ServiceConfiguration(
-            extensions=[
-                DbalConfiguration(url=db.url, auto_setup=True),
-                DbalChannel("jobs", prefetch=DRAIN_PREFETCH),
-            ]
-        ),
-    )
-    close_on_drop(db, app)
+    app, service = shipping_app(db, "jobs", DbalChannel("jobs", prefetch=DRAIN_PREFETCH))
     database = app.service(Database)
     assert database is not None
 
@@ -757,22 +733,9 @@ def build_psycopg_drain(db: BenchDatabase, sizes: Sizes) -> list[Workload]:
     deleted in a transaction of its own, as the handler's acknowledgement does."""
     import psycopg
 
-    import ecopy
-    from ecopy import ServiceConfiguration, asynchronous, command_handler
-    from ecopy_dbal import Database, DbalChannel, DbalConfiguration
+    from ecopy_dbal import Database, DbalChannel
 
-    class Sender:
-        @asynchronous("jobs")
-        @command_handler(endpoint_id="ship_order")
-        def ship(self, command: ShipOrder) -> None: ...
-
-    filler = ecopy.bootstrap(
-        classes=[Sender],
-        config=ServiceConfiguration(
-            extensions=[DbalConfiguration(url=db.url, auto_setup=True), DbalChannel("jobs")]
-        ),
-    )
-    close_on_drop(db, filler)
+    filler, _ = shipping_app(db, "jobs", DbalChannel("jobs"))
     connection = psycopg.connect(db.conninfo())
     db.closers.append(connection.close)
     claim = (

@@ -9,13 +9,7 @@ import sqlalchemy as sa
 
 from ecopy_dbal import schema
 from ecopy_dbal.database import Database, create_database_engine
-from tests.services import MYSQL_URL, POSTGRES_URL, ServerDatabase
-
-DATABASES = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
-]
+from tests.services import DATABASES, MYSQL_URL, POSTGRES_URL, ServerDatabase
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ecopy import Message, asynchronous, command_handler, named_event
+from ecopy import Message, MessagingSystem, asynchronous, command_handler, named_event
 
 CHANNEL = "jobs"
 ENDPOINT = "do_job"
@@ -37,6 +37,22 @@ class Jobs:
     @command_handler(endpoint_id=ENDPOINT)
     def do(self, job: Job, message: Message) -> None:
         self.done.append((job.number, message.id))
+
+
+def assert_settled_as_dead_letter(app: MessagingSystem, jobs: Jobs, body: str, reason: str) -> None:
+    """``body`` on the queue, then a good job: the consumer handles both without stopping, the
+    body becomes a dead letter giving ``reason``, the job is done."""
+    app.channel(CHANNEL).send_serialized(body)  # type: ignore[attr-defined]
+    app.channel(CHANNEL).send_serialized(text(envelope(2)))  # type: ignore[attr-defined]
+
+    assert app.run(CHANNEL, finish_when_no_messages=True) == 2
+
+    assert [number for number, _ in jobs.done] == [2]
+    [dead] = app.dead_letter.list()
+    assert reason in dead.exception_message
+    assert dead.channel == CHANNEL
+    if dead.message_id is None:  # never read as a message: kept exactly as it came
+        assert dead.body == body
 
 
 def envelope(number: int = 1, **headers: Any) -> dict[str, Any]:

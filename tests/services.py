@@ -17,6 +17,16 @@ POSTGRES_URL = os.environ.get(
 )
 MYSQL_URL = os.environ.get("ECOPY_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 
+#: Parameters of the ``database_url`` fixture (tests/conftest.py): every database, the
+#: servers only, SQLite only; pass one with ``@pytest.mark.parametrize("database_url", ...,
+#: indirect=True)``.
+ON_SQLITE = [pytest.param("sqlite", id="sqlite")]
+ON_SERVERS = [
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
+]
+DATABASES = [*ON_SQLITE, *ON_SERVERS]
+
 
 def unavailable(service: str, reason: str) -> None:
     """Skip, or fail under CI=true."""

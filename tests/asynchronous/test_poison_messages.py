@@ -16,7 +16,7 @@ from ecopy import (
     asynchronous,
     command_handler,
 )
-from tests.poison import CASES, CHANNEL, Job, Jobs, envelope, text
+from tests.poison import CASES, CHANNEL, Job, Jobs, assert_settled_as_dead_letter
 
 ERROR_HANDLING = {
     "no error handling": [],
@@ -38,17 +38,8 @@ def jobs_app(jobs: Jobs, *extensions: object) -> ecopy.MessagingSystem:
 def test_a_poison_message_is_dead_lettered_and_the_consumer_goes_on(body, reason, handling):
     jobs = Jobs()
     app = jobs_app(jobs, *handling)
-    app.channel(CHANNEL).send_serialized(body)
-    app.channel(CHANNEL).send_serialized(text(envelope(2)))
 
-    assert app.run(CHANNEL, finish_when_no_messages=True) == 2
-
-    assert [number for number, _ in jobs.done] == [2]
-    [dead] = app.dead_letter.list()
-    assert reason in dead.exception_message
-    assert dead.channel == CHANNEL
-    if dead.message_id is None:  # never read as a message: kept exactly as it came
-        assert dead.body == body
+    assert_settled_as_dead_letter(app, jobs, body, reason)
 
 
 class Refunds:

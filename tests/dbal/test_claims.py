@@ -26,11 +26,7 @@ from ecopy_dbal import Database, DbalChannel, DbalConfiguration
 from ecopy_dbal.channel import messages
 from tests.contracts.channel_contract import START
 from tests.faults.workload import CHANNEL, Job, Worker, effects, enqueue, handled_jobs, jobs_app
-
-ON_SERVERS = [
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
-]
+from tests.services import ON_SERVERS
 
 
 def consume_in_thread(app: ecopy.MessagingSystem, **limits: object) -> threading.Thread:

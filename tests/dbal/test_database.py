@@ -11,6 +11,7 @@ import ecopy
 from ecopy import ServiceConfiguration, asynchronous, command_handler
 from ecopy_dbal import DbalChannel, DbalConfiguration
 from ecopy_dbal.database import Database, create_database_engine
+from tests.services import ON_SERVERS
 
 
 @pytest.fixture
@@ -86,10 +87,6 @@ def test_a_consumer_keeps_polling_through_an_outage_longer_than_the_retries(capl
     engine.dispose()
 
 
-SERVERS = [
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
-]
 SESSION_SETTINGS = {
     "postgresql": "SELECT current_setting('lock_timeout'), "
     "current_setting('idle_in_transaction_session_timeout')",
@@ -97,7 +94,7 @@ SESSION_SETTINGS = {
 }
 
 
-@pytest.mark.parametrize("database_url", SERVERS, indirect=True)
+@pytest.mark.parametrize("database_url", ON_SERVERS, indirect=True)
 def test_a_server_session_bounds_lock_waits_and_idle_transactions(database_url):
     app = ecopy.bootstrap(
         config=ServiceConfiguration(

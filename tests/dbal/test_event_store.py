@@ -45,12 +45,7 @@ from tests.contracts.event_store_contract import (
     opened,
 )
 from tests.contracts.snapshot_store_contract import STATE_TYPES, SnapshotStoreContract, Wallet
-
-ON_SERVERS = [
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
-]
-ON_SQLITE = [pytest.param("sqlite", id="sqlite")]
+from tests.services import ON_SERVERS, ON_SQLITE
 
 DEADLINE = 10.0
 

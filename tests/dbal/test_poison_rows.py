@@ -11,7 +11,7 @@ import ecopy
 from ecopy import ErrorHandlerConfiguration, RetryTemplate, ServiceConfiguration
 from ecopy_dbal import Database, DbalChannel, DbalConfiguration
 from ecopy_dbal.channel import messages
-from tests.poison import CASES, CHANNEL, Jobs, envelope, text
+from tests.poison import CASES, CHANNEL, Jobs, assert_settled_as_dead_letter, envelope, text
 
 ERROR_HANDLING = {
     "no error handling": [],
@@ -55,16 +55,8 @@ def test_a_poison_row_becomes_a_dead_letter_and_the_consumer_goes_on(
 ):
     jobs = Jobs()
     app = jobs_app(jobs, *handling)
-    app.channel(CHANNEL).send_serialized(body)
-    app.channel(CHANNEL).send_serialized(text(envelope(2)))
 
-    assert app.run(CHANNEL, finish_when_no_messages=True) == 2
-
-    assert [number for number, _ in jobs.done] == [2]
-    [dead] = app.dead_letter.list()
-    assert reason in dead.exception_message
-    if dead.message_id is None:  # never read as a message: kept as it came
-        assert dead.body == body
+    assert_settled_as_dead_letter(app, jobs, body, reason)
     assert rows_left(app) == 0
 
 

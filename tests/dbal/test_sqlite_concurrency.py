@@ -7,32 +7,35 @@ import multiprocessing
 import threading
 
 import pytest
+import sqlalchemy as sa
 
+import ecopy
 from ecopy_dbal import Database
 from tests.dbal.queue_workers import Job, consume, effects, jobs_app
+from tests.services import ON_SQLITE
 
-ON_SQLITE = [pytest.param("sqlite", id="sqlite")]
-
-
-def workers_of(database: Database) -> dict[int, int]:
-    import sqlalchemy as sa
-
-    with database.engine.connect() as connection:
-        rows = connection.execute(
-            sa.select(effects.c.worker, sa.func.count()).group_by(effects.c.worker)
-        )
-        return {worker: count for worker, count in rows}
+pytestmark = pytest.mark.parametrize("database_url", ON_SQLITE, indirect=True)
 
 
-@pytest.mark.parametrize("database_url", ON_SQLITE, indirect=True)
-def test_two_consumer_threads_of_one_process_take_turns(database_url):
-    jobs = 2200
+def queued_jobs(database_url: str, jobs: int) -> ecopy.MessagingSystem:
     app = jobs_app(database_url, worker=0)
     database = app.service(Database)
     effects.create(database.engine)
-    with database.transaction():
+    with database.transaction():  # one transaction: the jobs appear together
         for number in range(jobs):
             app.command_bus.send(Job(number))
+    return app
+
+
+def count_by(database: Database, column: sa.Column[int]) -> dict[int, int]:
+    with database.engine.connect() as connection:
+        rows = connection.execute(sa.select(column, sa.func.count()).group_by(column))
+        return {value: count for value, count in rows}
+
+
+def test_two_consumer_threads_of_one_process_take_turns(database_url):
+    jobs = 2200
+    app = queued_jobs(database_url, jobs)
     failures: list[BaseException] = []
 
     def consume_here() -> None:
@@ -50,27 +53,14 @@ def test_two_consumer_threads_of_one_process_take_turns(database_url):
 
     assert not any(thread.is_alive() for thread in threads), "the consumers deadlocked"
     assert failures == []
-    assert handled(database) == {number: 1 for number in range(jobs)}
+    database = app.service(Database)
+    assert count_by(database, effects.c.job) == {number: 1 for number in range(jobs)}
     database.dispose()
 
 
-def handled(database: Database) -> dict[int, int]:
-    import sqlalchemy as sa
-
-    with database.engine.connect() as connection:
-        rows = connection.execute(sa.select(effects.c.job, sa.func.count()).group_by(effects.c.job))
-        return {job: count for job, count in rows}
-
-
-@pytest.mark.parametrize("database_url", ON_SQLITE, indirect=True)
 def test_three_consumer_processes_on_one_file_share_the_work(database_url):
     jobs = 3000
-    app = jobs_app(database_url, worker=0)
-    database = app.service(Database)
-    effects.create(database.engine)
-    with database.transaction():
-        for number in range(jobs):
-            app.command_bus.send(Job(number))
+    database = queued_jobs(database_url, jobs).service(Database)
 
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(3)
@@ -83,8 +73,8 @@ def test_three_consumer_processes_on_one_file_share_the_work(database_url):
         process.join(timeout=120)
     assert [process.exitcode for process in processes] == [0, 0, 0]
 
-    assert handled(database) == {number: 1 for number in range(jobs)}
-    shares = workers_of(database)
+    assert count_by(database, effects.c.job) == {number: 1 for number in range(jobs)}
+    shares = count_by(database, effects.c.worker)
     # Each takes at least a fifth. Before the writer gate: 2,990 / 10 / 0 seen, 280 / 1,830 /
     # 890 here.
     assert all(shares.get(worker, 0) >= jobs // 5 for worker in (1, 2, 3)), shares

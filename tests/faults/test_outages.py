@@ -39,11 +39,8 @@ from tests.faults.workload import (
     report,
     scale,
 )
+from tests.services import ON_SERVERS
 
-ON_SERVERS = [
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
-]
 pytestmark = pytest.mark.parametrize("database_url", ON_SERVERS, indirect=True)
 
 
