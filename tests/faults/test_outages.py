@@ -219,13 +219,22 @@ def test_a_writer_cut_off_mid_transaction_blocks_other_appends_only_until_its_se
     other = threading.Thread(
         target=lambda: appended.extend(store.append(CARDS, "c-1", 0, [deposited(1)]))
     )
+    waited = time.monotonic()
     other.start()
     other.join(timeout=30)  # on the server's idle-in-transaction timeout (2 s), not never
+    waited = time.monotonic() - waited
 
     assert appended, "an append waited on the cut-off writer's lock for good"
     proxy.restore()
     writer.join(timeout=60)
     assert stranded_error, "the cut-off writer's commit cannot have succeeded"
     assert [event.stream for event in store.read_all()] == [CARDS]
+    report(
+        "partitioned-event-store-writer",
+        database_url,
+        idle_in_transaction_timeout_s=2,
+        other_append_waited_s=round(waited, 1),
+        cut_off_writer_committed=0,
+    )
     cut_off.dispose()
     direct.dispose()
