@@ -200,7 +200,11 @@ class _Statements:
     expires; with a test clock, times are the test clock's, passed as parameters."""
 
     def __init__(
-        self, queue: str, prefetch: int, now: sa.ColumnElement[float] | None, dialect: str
+        self,
+        queue: str,
+        prefetch: int,
+        now: sa.ColumnElement[float] | None,
+        dialect: sa.Dialect,
     ) -> None:
         self.database_time = now is not None
         # SQLite keeps whatever another program wrote, even bytes that are not UTF-8 in a text
@@ -208,7 +212,7 @@ class _Statements:
         # of an error for the whole claim.
         body: sa.ColumnElement[Any] = (
             sa.cast(messages.c.body, sa.LargeBinary()).label("body")
-            if dialect == "sqlite"
+            if dialect.name == "sqlite"
             else messages.c.body
         )
         owned = sa.and_(
@@ -232,28 +236,76 @@ class _Statements:
             expires_at=dies_at,
             created_at=now,
         )
-        self.due = (
+        self.dialect = dialect
+        # The queue name as the driver takes it (bytes on MySQL: see schema.Key).
+        self.queue = Key().process_bind_param(queue, dialect)
+        self.prefetch = prefetch
+        self.due = _DriverStatement(
             sa.select(messages.c.id, body, messages.c.expires_at, now.label("now"))
             .where(
-                messages.c.queue == queue,
+                messages.c.queue == sa.bindparam("queue"),
                 sa.or_(messages.c.claimed_until.is_(None), messages.c.claimed_until <= now),
                 sa.or_(messages.c.deliver_at.is_(None), messages.c.deliver_at <= now),
             )
             .order_by(messages.c.priority.desc(), messages.c.id)
-            .limit(prefetch)
-            .with_for_update(skip_locked=True)
+            .limit(sa.bindparam("limit", type_=sa.Integer()))
+            .with_for_update(skip_locked=True),
+            dialect,
         )
-        self.claim = (
-            messages.update()
-            .where(messages.c.id.in_(sa.bindparam("ids", expanding=True)))
-            .values(claimed_until=until, claim_token=sa.bindparam("token"))
-        )
+        self._until = until
+        self._claims: dict[int, _DriverStatement] = {}
         self.drop = messages.delete().where(messages.c.id.in_(sa.bindparam("ids", expanding=True)))
         self.delete_owned = messages.delete().where(owned)
+        self.acknowledge = _DriverStatement(
+            messages.delete().where(
+                messages.c.id == sa.bindparam("row_id", type_=sa.BigInteger()),
+                messages.c.claim_token == sa.bindparam("token", type_=sa.String()),
+            ),
+            dialect,
+        )
         self.release_owned = (
             messages.update().where(owned).values(claimed_until=None, claim_token=None)
         )
         self.renew_owned = messages.update().where(owned).values(claimed_until=until)
+
+    def claim(self, count: int) -> _DriverStatement:
+        """The ``UPDATE`` that claims ``count`` rows: ``id_0`` ... by ``token``."""
+        statement = self._claims.get(count)
+        if statement is None:
+            ids = [sa.bindparam(f"id_{n}", type_=sa.BigInteger()) for n in range(count)]
+            statement = self._claims[count] = _DriverStatement(
+                messages.update()
+                .where(messages.c.id.in_(ids))
+                .values(
+                    claimed_until=self._until,
+                    claim_token=sa.bindparam("token", type_=sa.String()),
+                ),
+                self.dialect,
+            )
+        return statement
+
+
+class _DriverStatement:
+    """A statement compiled once for the dialect and run with ``exec_driver_sql``: for the
+    statement run once per message, SQLAlchemy's work per execution (cache lookup, parameter
+    and result processing: about 60 µs on PostgreSQL, half the statement's time) is not
+    repeated. Only for parameters the driver takes as they are (ints, plain strings)."""
+
+    def __init__(self, statement: sa.Delete | sa.Update | sa.Select[Any], dialect: sa.Dialect):
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.names = tuple(compiled.positiontup or ()) if compiled.positional else None
+        # Values the statement carries itself (an OFFSET the dialect adds, say).
+        self.defaults = {
+            name: value for name, value in compiled.params.items() if value is not None
+        }
+
+    def __call__(self, connection: Connection, parameters: dict[str, Any]) -> sa.CursorResult[Any]:
+        if self.defaults:
+            parameters = {**self.defaults, **parameters}
+        if self.names is None:
+            return connection.exec_driver_sql(self.sql, parameters)
+        return connection.exec_driver_sql(self.sql, tuple(parameters[n] for n in self.names))
 
 
 class DbalQueue:
@@ -288,7 +340,7 @@ class DbalQueue:
             name,
             prefetch,
             database_now(database.dialect) if database_time else None,
-            database.dialect,
+            database.engine.dialect,
         )
         # Ages of claims are measured on this process's monotonic clock (or the test clock).
         self._local: Callable[[], float] = time.monotonic if database_time else clock.now
@@ -413,8 +465,9 @@ class DbalQueue:
             parameters = self._time_parameters()
             _apply(connection, sql, pending)
             dropped: list[_Claimed] = []
+            due = {"queue": sql.queue, "limit": sql.prefetch, **parameters}
             while True:
-                rows = connection.execute(sql.due, parameters).all()
+                rows = sql.due(connection, due).all()
                 if not rows:
                     return [], dropped
                 local = self._local()
@@ -429,9 +482,8 @@ class DbalQueue:
                     connection.execute(sql.drop, {"ids": [c.row_id for c in expired]})
                     dropped.extend(expired)
                 if live:
-                    connection.execute(
-                        sql.claim, {"ids": [c.row_id for c in live], "token": token, **parameters}
-                    )
+                    claimed = {f"id_{n}": c.row_id for n, c in enumerate(live)}
+                    sql.claim(len(live))(connection, {"token": token, **claimed, **parameters})
                     return live, dropped
                 # A batch of expired rows only: look again, later messages may be due.
 
@@ -476,7 +528,9 @@ class DbalQueue:
                 return
         # Kept among the handed-out messages until the next receive: if this transaction rolls
         # back and the consumer acknowledges again (after a retry), the row is still known.
-        if not self._database.run(lambda connection: _delete(connection, self._sql, [claimed])):
+        acknowledge = self._sql.acknowledge
+        parameters = {"row_id": claimed.row_id, "token": claimed.token}
+        if not self._database.run(lambda connection: acknowledge(connection, parameters).rowcount):
             raise ClaimLost(
                 self.name,
                 message.id,
