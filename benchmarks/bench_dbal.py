@@ -468,8 +468,12 @@ def build_psycopg_command(db: BenchDatabase, sizes: Sizes) -> list[Workload]:
 
 def build_sqlalchemy_command(db: BenchDatabase, sizes: Sizes) -> list[Workload]:
     """The same two inserts through SQLAlchemy Core, without ecopy: an engine configured as
-    ecopy configures it (``pool_pre_ping=True``), one ``engine.begin()`` per transaction."""
+    ecopy configures it (``create_database_engine``: a connection idle for more than a second
+    is checked before use, instead of a pre-ping per transaction), one ``engine.begin()`` per
+    transaction."""
     import sqlalchemy as sa
+
+    from ecopy_dbal.database import create_database_engine
 
     tables = sa.MetaData()
     orders = sa.Table(
@@ -487,7 +491,7 @@ def build_sqlalchemy_command(db: BenchDatabase, sizes: Sizes) -> list[Workload]:
         sa.Column("priority", sa.Integer, nullable=False),
         sa.Column("created_at", sa.Double, nullable=False),
     )
-    engine = sa.create_engine(db.url, pool_pre_ping=True)
+    engine = create_database_engine(db.url)
     db.closers.append(engine.dispose)
 
     def prepare(n: int) -> Trial:

@@ -113,7 +113,6 @@ CASES = [
     _headers("ecopy.deliver_at", "deliver-text", **{"ecopy.deliver_at": "tomorrow"}),
     _headers("ecopy.expires_at", "expires-list", **{"ecopy.expires_at": [1]}),
     _headers("'timestamp'", "timestamp-text", timestamp="noon"),
-    _headers("'correlation_id'", "correlation-int", correlation_id=5),
     _case(nested(2000), "malformed JSON", "nested-2000"),
     _case(text({**envelope(), "type": "nobody.knows"}), "unknown message type", "unknown-type"),
     _case(text({**envelope(), "payload": {"number": "x"}}), "does not fit", "payload-misfit"),

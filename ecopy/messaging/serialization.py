@@ -10,21 +10,21 @@ are ever instantiated from an envelope.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Final
 
-from pydantic_core import from_json, to_json
+from pydantic_core import SchemaValidator, from_json, to_json
 
 from ecopy.errors import EcopyError
 from ecopy.messaging.conversion import PayloadConversion
 from ecopy.messaging.delivery import (
-    CHANNEL,
     DELIVER_AT,
     ENDPOINT_ID,
     EXPIRES_AT,
     PRIORITY,
     RETRY_COUNT,
 )
-from ecopy.messaging.message import CORRELATION_ID, ID, PARENT_ID, TIMESTAMP, Message, build_message
+from ecopy.messaging.message import ID, TIMESTAMP, Message, build_message
 from ecopy.messaging.naming import TypeRegistry, type_name
 
 JSON_TYPE: Final = "json"
@@ -48,6 +48,7 @@ class MessageSerializer:
     def __init__(self, names: TypeRegistry, conversion: PayloadConversion) -> None:
         self.names = names
         self.conversion = conversion
+        self._validators: dict[str, Callable[[Any], Any]] = {}
 
     def serialize(self, message: Message) -> str:
         payload = message.payload
@@ -67,25 +68,9 @@ class MessageSerializer:
                 f"must be dataclasses, pydantic models or JSON values"
             ) from error
 
-    def deserialize(self, data: str | bytes) -> Message:
-        try:
-            envelope = from_json(data)
-        except (ValueError, UnicodeDecodeError) as error:
-            raise MessageDeserializationError(f"malformed JSON in message: {error}") from error
-        if not isinstance(envelope, dict) or not isinstance(envelope.get("headers"), dict):
-            raise MessageDeserializationError(
-                "not an ecopy message envelope: expected an object with 'type', 'payload' and "
-                "'headers'"
-            )
-        kind = envelope.get("type")
-        headers: dict[str, Any] = envelope["headers"]
-        if not _plausible(headers):
-            problem = header_problem(headers)
-            if problem is not None:
-                raise MessageDeserializationError(f"unusable headers: {problem}")
-        raw = envelope.get("payload")
-        if kind == JSON_TYPE:
-            return build_message(raw, headers)
+    def _validator(self, kind: Any, headers: dict[str, Any]) -> Callable[[Any], Any]:
+        """How to build a payload of type ``kind``: pydantic-core's validator of the class,
+        kept for the next message of that type (the TypeAdapter wrapper costs a call more)."""
         cls = self.names.resolve(kind) if isinstance(kind, str) else None
         if cls is None:
             raise MessageDeserializationError(
@@ -94,7 +79,54 @@ class MessageSerializer:
                 f"with @named_event, or use it as a handler parameter)"
             )
         try:
-            payload = self.conversion.adapter(cls).validate_python(raw)
+            adapter = self.conversion.adapter(cls)
+        except Exception as error:  # pydantic cannot describe the class
+            raise MessageDeserializationError(
+                f"payload of message {headers.get('id')} cannot be read as {kind}: {error}"
+            ) from error
+        core = getattr(adapter, "validator", None)
+        validate: Callable[[Any], Any] = (
+            core.validate_python if isinstance(core, SchemaValidator) else adapter.validate_python
+        )
+        self._validators[kind] = validate
+        return validate
+
+    def deserialize(self, data: str | bytes) -> Message:
+        try:
+            envelope = from_json(data)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise MessageDeserializationError(f"malformed JSON in message: {error}") from error
+        headers = envelope.get("headers") if type(envelope) is dict else None
+        if type(headers) is not dict:
+            raise MessageDeserializationError(
+                "not an ecopy message envelope: expected an object with 'type', 'payload' and "
+                "'headers'"
+            )
+        kind = envelope.get("type")
+        # The common case checked inline, fast (this runs for every message a consumer takes):
+        # the id and endpoint id are short strings without NUL, the timestamp a float, and no
+        # delivery header is there. Anything else is looked at closely by header_problem.
+        message_id = headers.get(ID)
+        endpoint = headers.get(ENDPOINT_ID)
+        if not (
+            type(message_id) is str
+            and 0 < len(message_id) <= MAX_KEY_LENGTH
+            and "\x00" not in message_id
+            and (endpoint is None or (type(endpoint) is str and _short(endpoint)))
+            and type(headers.get(TIMESTAMP, 0.0)) is float
+            and _DELIVERY_HEADERS.isdisjoint(headers)
+        ):
+            problem = header_problem(headers)
+            if problem is not None:
+                raise MessageDeserializationError(f"unusable headers: {problem}")
+        raw = envelope.get("payload")
+        if kind == JSON_TYPE:
+            return build_message(raw, headers)
+        validate = self._validators.get(kind) if type(kind) is str else None
+        if validate is None:
+            validate = self._validator(kind, headers)
+        try:
+            payload = validate(raw)
         except Exception as error:
             raise MessageDeserializationError(
                 f"payload of message {headers.get('id')} does not fit {kind}: {error}"
@@ -116,28 +148,11 @@ def _key_problem(name: str, value: Any) -> str | None:
     return None
 
 
-def _plausible(headers: dict[str, Any]) -> bool:
-    """The common case, checked fast: the id and endpoint id are short strings without NUL,
-    and no other header ``header_problem`` looks at is there but the timestamp, a float.
-    ``False`` only means: look closer."""
-    get = headers.get
-    message_id = get(ID)
-    endpoint = get(ENDPOINT_ID)
-    timestamp = get(TIMESTAMP)
-    return (
-        (type(message_id) is str and 0 < len(message_id) <= MAX_KEY_LENGTH)
-        and (endpoint is None or (type(endpoint) is str and 0 < len(endpoint) <= MAX_KEY_LENGTH))
-        and (timestamp is None or (type(timestamp) is float and math.isfinite(timestamp)))
-        and type(get(CORRELATION_ID, "")) is str
-        and type(get(PARENT_ID, "")) is str
-        and type(get(CHANNEL, "")) is str
-        and get(DELIVER_AT) is None
-        and get(EXPIRES_AT) is None
-        and get(RETRY_COUNT) is None
-        and get(PRIORITY) is None
-        and "\x00" not in message_id
-        and (endpoint is None or "\x00" not in endpoint)
-    )
+def _short(key: str) -> bool:
+    return len(key) <= MAX_KEY_LENGTH and "\x00" not in key
+
+
+_DELIVERY_HEADERS = frozenset({DELIVER_AT, EXPIRES_AT, RETRY_COUNT, PRIORITY})
 
 
 def header_problem(headers: dict[str, Any]) -> str | None:
@@ -154,10 +169,6 @@ def header_problem(headers: dict[str, Any]) -> str | None:
         problem = _key_problem(f"header {ENDPOINT_ID!r}", endpoint)
         if problem is not None:
             return problem
-    for name in (CORRELATION_ID, PARENT_ID, CHANNEL):
-        value = headers.get(name)
-        if value is not None and not isinstance(value, str):
-            return f"header {name!r} must be a string, got {_shown(value)}"
     for name in (TIMESTAMP, DELIVER_AT, EXPIRES_AT):
         value = headers.get(name)
         if value is not None and not _is_number(value):

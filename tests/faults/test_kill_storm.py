@@ -86,7 +86,15 @@ class Consumers:
         for process in self.running.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        return {n: p.wait(timeout=60) for n, p in self.running.items()}
+        exits = {}
+        for number, process in self.running.items():
+            try:
+                exits[number] = process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGUSR1)  # its threads' stacks, to its stderr
+                time.sleep(1)
+                exits[number] = -1
+        return exits
 
     def kill_all(self) -> None:
         for process in self.running.values():

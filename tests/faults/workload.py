@@ -5,8 +5,10 @@ twice shows as two rows. Importable by module name, for worker processes.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import random
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +106,7 @@ def application() -> ecopy.MessagingSystem:
     """The worker processes' application, for ``ecopy --app tests.faults.workload:application
     run jobs``; set up by the environment variables the fault tests give. It leaves a file
     saying it is loading (``ecopy run`` handles SIGTERM from then on)."""
+    faulthandler.register(signal.SIGUSR1)  # a consumer that does not stop shows where it is
     ready = os.environ.get("FAULT_READY_FILE")
     if ready:
         open(ready, "w").close()
