@@ -366,16 +366,17 @@ class PollingConsumer(ConsumerLoop):
         ``"returned"`` (back in the channel as it was: not to be acknowledged) or ``"stop"``
         (returned, and the consumer must stop)."""
         handling = self.error_handling
-        if isinstance(error, NonRetryableError):
+        retry = handling.retry if handling is not None else None
+        if isinstance(error, NonRetryableError) or (retry is not None and retry.gives_up_on(error)):
             self._dead_letter(message, error, details)
             return "settled"
-        if handling is not None and handling.retry is None:
+        if handling is not None and retry is None:
             self._dead_letter(message, error, details)
             return "settled"
-        if handling is not None and handling.retry is not None:
+        if handling is not None and retry is not None:
             retries = message._headers.get(RETRY_COUNT) or 0
-            if handling.retry.can_retry(retries):
-                delay = handling.retry.delay_ms(retries + 1)
+            if retry.can_retry(retries):
+                delay = retry.delay_ms(retries + 1)
                 logger.warning(
                     "consumer %s: message %s failed (%s: %s); retry %d in %d ms",
                     self.name,

@@ -22,27 +22,58 @@ T = TypeVar("T")
 _NEVER_INSTANTLY = (NonRetryableError, ClaimLost)
 
 
+NonRetryable = type[BaseException] | str
+
+
 @dataclass(frozen=True, kw_only=True)
 class RetryTemplate:
-    """How often and how late to retry a failed message.
+    """How often and how late to retry a failed message, and which failures not to retry.
 
-    ``max_attempts`` is the number of retries after the first failure. ``max_delay_ms`` caps
-    each delay; it never stops the retries.
+    ``max_attempts`` is the number of retries after the first failure; ``None`` retries without
+    limit. ``max_delay_ms`` caps each delay; it never stops the retries. ``non_retryable``
+    lists exception classes (or their qualified names, ``"shop.billing.CardExpired"``) that
+    retrying cannot fix: such a failure, like any ``NonRetryableError``, goes straight to the
+    dead-letter channel.
 
     >>> RetryTemplate.exponential(100, 2, max_delay_ms=300).delays_ms()
     [100, 200, 300]
+    >>> RetryTemplate.backoff([1000, 5000, 30000], max_attempts=5).delays_ms()
+    [1000, 5000, 30000, 30000, 30000]
     """
 
     initial_delay_ms: int
     multiplier: float = 1.0
     max_delay_ms: int | None = None
-    max_attempts: int = 3
+    max_attempts: int | None = 3
+    delays: tuple[int, ...] = ()
+    non_retryable: tuple[NonRetryable, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.initial_delay_ms < 0 or self.max_attempts < 0 or self.multiplier <= 0:
+        object.__setattr__(self, "delays", tuple(self.delays))
+        object.__setattr__(self, "non_retryable", tuple(self.non_retryable))
+        attempts = self.max_attempts
+        if (
+            self.initial_delay_ms < 0
+            or self.multiplier <= 0
+            or (attempts is not None and (isinstance(attempts, bool) or attempts < 0))
+        ):
             raise ValueError(
-                "RetryTemplate needs initial_delay_ms >= 0, max_attempts >= 0, multiplier > 0"
+                "RetryTemplate needs initial_delay_ms >= 0, max_attempts >= 0 (or None: no "
+                "limit), multiplier > 0"
             )
+        if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in self.delays):
+            raise ValueError(
+                f"RetryTemplate.backoff needs delays in milliseconds >= 0, got {list(self.delays)}"
+            )
+        for entry in self.non_retryable:
+            if not (
+                (isinstance(entry, type) and issubclass(entry, BaseException))
+                or (isinstance(entry, str) and entry)
+            ):
+                raise ValueError(
+                    f"RetryTemplate non_retryable takes exception classes or their qualified "
+                    f"names ('shop.billing.CardExpired'), got {entry!r}"
+                )
 
     @classmethod
     def exponential(
@@ -50,21 +81,61 @@ class RetryTemplate:
         initial_delay_ms: int,
         multiplier: float,
         max_delay_ms: int | None = None,
-        max_attempts: int = 3,
+        max_attempts: int | None = 3,
+        *,
+        non_retryable: Sequence[NonRetryable] = (),
     ) -> RetryTemplate:
         return cls(
             initial_delay_ms=initial_delay_ms,
             multiplier=multiplier,
             max_delay_ms=max_delay_ms,
             max_attempts=max_attempts,
+            non_retryable=tuple(non_retryable),
         )
 
     @classmethod
-    def fixed(cls, delay_ms: int, max_attempts: int) -> RetryTemplate:
-        return cls(initial_delay_ms=delay_ms, multiplier=1.0, max_attempts=max_attempts)
+    def fixed(
+        cls,
+        delay_ms: int,
+        max_attempts: int | None,
+        *,
+        non_retryable: Sequence[NonRetryable] = (),
+    ) -> RetryTemplate:
+        return cls(
+            initial_delay_ms=delay_ms,
+            multiplier=1.0,
+            max_attempts=max_attempts,
+            non_retryable=tuple(non_retryable),
+        )
+
+    @classmethod
+    def backoff(
+        cls,
+        delays_ms: Sequence[int],
+        max_attempts: int | None = None,
+        *,
+        max_delay_ms: int | None = None,
+        non_retryable: Sequence[NonRetryable] = (),
+    ) -> RetryTemplate:
+        """The delays one by one (``[1000, 5000, 30000]``), then the last one again for every
+        further retry: without limit unless ``max_attempts`` is given."""
+        delays = tuple(delays_ms)
+        if not delays:
+            raise ValueError("RetryTemplate.backoff needs at least one delay, e.g. [1000, 5000]")
+        return cls(
+            initial_delay_ms=delays[0] if isinstance(delays[0], int) else 0,
+            delays=delays,
+            max_delay_ms=max_delay_ms,
+            max_attempts=max_attempts,
+            non_retryable=tuple(non_retryable),
+        )
 
     def _wait(self) -> tenacity.wait.wait_base:
         cap = self.max_delay_ms / 1000 if self.max_delay_ms is not None else float("inf")
+        if self.delays:
+            return tenacity.wait_chain(
+                *(tenacity.wait_fixed(min(delay / 1000, cap)) for delay in self.delays)
+            )
         if self.multiplier == 1.0:
             return tenacity.wait_fixed(min(self.initial_delay_ms / 1000, cap))
         return tenacity.wait_exponential(
@@ -75,11 +146,38 @@ class RetryTemplate:
         """The delay before retry number ``retry`` (1 for the first retry)."""
         return round(wait_seconds(self._wait(), retry) * 1000)
 
-    def delays_ms(self) -> list[int]:
-        return [self.delay_ms(retry) for retry in range(1, self.max_attempts + 1)]
+    def delays_ms(self, count: int | None = None) -> list[int]:
+        """The delays of the first ``count`` retries (all of them by default)."""
+        count = self.max_attempts if count is None else count
+        if count is None:
+            raise ValueError(
+                "this RetryTemplate retries without limit: ask for delays_ms(count) of the "
+                "first count retries"
+            )
+        return [self.delay_ms(retry) for retry in range(1, count + 1)]
 
     def can_retry(self, retries_done: int) -> bool:
-        return retries_done < self.max_attempts
+        return self.max_attempts is None or retries_done < self.max_attempts
+
+    def gives_up_on(self, error: BaseException) -> bool:
+        """Whether ``error`` is one that retrying cannot fix: a ``NonRetryableError``, or of a
+        class listed in ``non_retryable`` (or a subclass of one)."""
+        if isinstance(error, NonRetryableError):
+            return True
+        for entry in self.non_retryable:
+            if isinstance(entry, type):
+                if isinstance(error, entry):
+                    return True
+            elif any(entry in _names_of(cls) for cls in type(error).__mro__):
+                return True
+        return False
+
+
+def _names_of(cls: type) -> tuple[str, ...]:
+    """How ``non_retryable`` may name a class: ``module.QualName``, or the bare name of a
+    built-in exception (``"TimeoutError"``)."""
+    qualified = f"{cls.__module__}.{cls.__qualname__}"
+    return (qualified, cls.__qualname__) if cls.__module__ == "builtins" else (qualified,)
 
 
 def wait_seconds(wait: tenacity.wait.wait_base, attempt: int) -> float:

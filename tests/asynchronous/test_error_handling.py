@@ -6,6 +6,7 @@ application, and instant in-process retries with ``InstantRetryConfiguration``."
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -182,6 +183,96 @@ def test_exponential_delays_are_capped_by_max_delay_ms_and_retries_go_on():
 )
 def test_retry_template_delays(template, delays):
     assert template.delays_ms() == delays
+
+
+@pytest.mark.parametrize(
+    ("template", "delays"),
+    [
+        (
+            RetryTemplate.backoff([1000, 5000, 30000], max_attempts=5),
+            [1000, 5000, 30000] + [30000] * 2,
+        ),
+        (RetryTemplate.backoff([1000, 5000, 30000], max_attempts=2), [1000, 5000]),
+        (
+            RetryTemplate.backoff([100, 60000], max_delay_ms=10000, max_attempts=3),
+            [100, 10000, 10000],
+        ),
+    ],
+    ids=["the-last-repeats", "fewer-attempts-than-delays", "capped"],
+)
+def test_backoff_takes_the_delays_one_by_one_then_repeats_the_last(template, delays):
+    assert template.delays_ms() == delays
+
+
+def test_max_attempts_none_retries_without_limit():
+    template = RetryTemplate.backoff([1000, 2000])
+    payments = Payments(failures=25)
+    flow = payments_flow(payments, ErrorHandlerConfiguration("errorChannel", template))
+    flow.send_command(ChargeCard("o-1")).run("payments")
+
+    while not payments.charged:
+        flow.advance_time(2).run("payments")
+
+    assert len(payments.attempts) == 26
+    assert payments.retry_counts()[-1] == 25
+    assert flow.dead_letter.count() == 0
+    assert template.can_retry(10**9)
+    assert template.delays_ms(4) == [1000, 2000, 2000, 2000]
+    with pytest.raises(ValueError, match=r"retries without limit: ask for delays_ms\(count\)"):
+        template.delays_ms()
+    assert RetryTemplate.exponential(100, 2, max_attempts=None).can_retry(10**9)
+
+
+class CardExpired(Exception):
+    pass
+
+
+class CardExpiredLongAgo(CardExpired):
+    pass
+
+
+@pytest.mark.parametrize(
+    "non_retryable",
+    [
+        (CardExpired,),
+        (f"{__name__}.CardExpired",),
+        (KeyError, f"{__name__}.CardExpired"),
+    ],
+    ids=["class", "qualified-name", "among-others"],
+)
+def test_a_failure_listed_as_non_retryable_goes_straight_to_the_dead_letters(non_retryable):
+    template = RetryTemplate.fixed(1000, 5, non_retryable=non_retryable)
+    payments = Payments(error=CardExpiredLongAgo)  # a subclass is listed too
+    flow = payments_flow(payments, ErrorHandlerConfiguration("errorChannel", template))
+
+    flow.send_command(ChargeCard("o-1")).run("payments")
+
+    assert payments.retry_counts() == [None]
+    [entry] = flow.dead_letter.list()
+    assert entry.exception_type == "CardExpiredLongAgo"
+
+
+def test_a_built_in_exception_may_be_named_without_its_module():
+    template = RetryTemplate.exponential(100, 2, non_retryable=["PermissionError"])
+
+    assert template.gives_up_on(PermissionError("no access"))
+    assert not template.gives_up_on(ConnectionError("away"))
+    assert template.gives_up_on(ecopy.NonRetryableError("never"))
+
+
+@pytest.mark.parametrize(
+    ("make", "complaint"),
+    [
+        (lambda: RetryTemplate.fixed(100, 3, non_retryable=[42]), "takes exception classes"),
+        (lambda: RetryTemplate.fixed(100, 3, non_retryable=[dict]), "takes exception classes"),
+        (lambda: RetryTemplate.backoff([]), "needs at least one delay"),
+        (lambda: RetryTemplate.backoff([100, -1]), "delays in milliseconds >= 0"),
+        (lambda: RetryTemplate.fixed(100, -1), "max_attempts >= 0 (or None: no limit)"),
+    ],
+)
+def test_invalid_retry_templates_are_refused(make, complaint):
+    with pytest.raises(ValueError, match=re.escape(complaint)):
+        make()
 
 
 def test_a_fixed_delay_is_capped_too():
