@@ -39,7 +39,7 @@ from ecopy.messaging.deduplication import (
 from ecopy.messaging.delivery import asynchronous, delayed, time_to_live
 from ecopy.messaging.endpoint import EndpointInfo
 from ecopy.messaging.interceptor import MethodInvocation, after, around, before, presend
-from ecopy.messaging.message import Message
+from ecopy.messaging.message import DELIVERY_DELAY, PRIORITY, TIME_TO_LIVE, Message
 from ecopy.messaging.naming import named_event
 from ecopy.messaging.parameter import Header, Headers, Reference
 from ecopy.messaging.retry import (
@@ -86,6 +86,9 @@ from ecopy.modelling.handlers import (
 from ecopy.modelling.repository import InMemoryRepository, Loaded, Repository
 
 __all__ = [
+    "DELIVERY_DELAY",
+    "PRIORITY",
+    "TIME_TO_LIVE",
     "AggregateDefinitionError",
     "AggregateNotFound",
     "AggregateVersion",

@@ -57,8 +57,8 @@ from ecopy.config.modules import ModuleContext
 from ecopy.errors import EcopyError
 from ecopy.messaging.channel import ClaimLost, FinalFailureStrategy, UndeliverableMessage
 from ecopy.messaging.clock import Clock, SystemClock
-from ecopy.messaging.delivery import ENDPOINT_ID, delivery_of
-from ecopy.messaging.message import Message
+from ecopy.messaging.delivery import ENDPOINT_ID, NO_OPTIONS, addressed, delivery_of
+from ecopy.messaging.message import DELIVERY_OPTIONS, Message
 from ecopy.messaging.outage import describe
 from ecopy.messaging.serialization import MessageSerializer
 from ecopy_dbal.configuration import database_of
@@ -360,6 +360,8 @@ class DbalQueue:
 
     def send(self, message: Message) -> None:
         """Queue ``message``; inside a transaction it commits or rolls back with it."""
+        if not DELIVERY_OPTIONS.isdisjoint(message._headers):  # sent straight to the channel
+            message = addressed(message, {}, NO_OPTIONS, self._clock.now())
         due, expires_at, priority = delivery_of(message)
         self.send_serialized(
             self._serializer.serialize(message),

@@ -12,14 +12,7 @@ from ecopy.messaging.clock import Clock
 from ecopy.messaging.collector import collecting, send_or_collect
 from ecopy.messaging.consumer import Consumer, PollingConsumer, PollingMetadata
 from ecopy.messaging.dead_letter import DeadLetterStore
-from ecopy.messaging.delivery import (
-    CHANNEL,
-    DELIVER_AT,
-    ENDPOINT_ID,
-    EXPIRES_AT,
-    PRIORITY,
-    deliver_at,
-)
+from ecopy.messaging.delivery import CHANNEL, ENDPOINT_ID, DeliveryOptions, addressed
 from ecopy.messaging.endpoint import Endpoint, Invoker
 from ecopy.messaging.message import Message
 from ecopy.messaging.outage import TransientErrors, never
@@ -87,21 +80,6 @@ class AsynchronousRoute:
     channels: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class DeliveryOptions:
-    delay: Any = None
-    time_to_live: float | None = None
-    priority: int = 0
-
-    @classmethod
-    def of(cls, modifiers: Mapping[str, Any]) -> DeliveryOptions:
-        return cls(
-            modifiers.get("delayed"),
-            modifiers.get("time_to_live"),
-            int(modifiers.get("priority", 0)),
-        )
-
-
 def sending_invoker(
     endpoint_id: str,
     channel: MessageChannel,
@@ -111,7 +89,8 @@ def sending_invoker(
     aggregate_type: str | None = None,
 ) -> Invoker:
     """The caller's half of an asynchronous endpoint: address a copy of the message (same
-    id) to the endpoint and send it to the first channel once the current work succeeded."""
+    id) to the endpoint, with its delivery options (the send's delivery headers win over the
+    handler's decorators), and send it to the first channel once the current work succeeded."""
 
     def send(message: Message) -> None:
         headers: dict[str, Any] = {ENDPOINT_ID: endpoint_id, CHANNEL: channel.name}
@@ -121,16 +100,9 @@ def sending_invoker(
             if resolved is not None:
                 headers[AGGREGATE_ID] = public_identifier(resolved)
                 headers[AGGREGATE_TYPE] = aggregate_type
-        due = now = clock.now()
-        if delivery.delay is not None:
-            due = headers[DELIVER_AT] = deliver_at(delivery.delay, now)
-        if delivery.time_to_live is not None:
-            # The time to live counts from when the message is due, not from when it was sent.
-            headers[EXPIRES_AT] = max(due, now) + delivery.time_to_live
-        if delivery.priority:
-            headers[PRIORITY] = delivery.priority
-        addressed = message.with_headers(headers)
-        send_or_collect(lambda: channel.send(addressed))
+        # Checked now, in the sender: a delivery header that cannot be honoured fails the send.
+        outgoing = addressed(message, headers, delivery, clock.now())
+        send_or_collect(lambda: channel.send(outgoing))
 
     return send
 

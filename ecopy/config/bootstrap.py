@@ -12,7 +12,6 @@ from ecopy.config.asynchronous import (
     AsynchronousRoute,
     AsynchronousSettings,
     CombinedMessageChannel,
-    DeliveryOptions,
     build_consumers,
     sending_invoker,
 )
@@ -48,6 +47,7 @@ from ecopy.messaging.deduplication import (
     deduplicating,
     key_function,
 )
+from ecopy.messaging.delivery import DeliveryOptions
 from ecopy.messaging.endpoint import (
     RANK_AGGREGATE,
     RANK_SAGA,

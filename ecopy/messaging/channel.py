@@ -19,8 +19,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from ecopy.errors import EcopyError
 from ecopy.messaging.clock import Clock
-from ecopy.messaging.delivery import delivery_of
-from ecopy.messaging.message import Message
+from ecopy.messaging.delivery import NO_OPTIONS, addressed, delivery_of
+from ecopy.messaging.message import DELIVERY_OPTIONS, Message
 from ecopy.messaging.serialization import MessageSerializer
 
 logger = logging.getLogger("ecopy.channel")
@@ -140,6 +140,8 @@ class InMemoryQueue:
         self._front = itertools.count(-1, -1)
 
     def send(self, message: Message) -> None:
+        if not DELIVERY_OPTIONS.isdisjoint(message._headers):  # sent straight to the channel
+            message = addressed(message, {}, NO_OPTIONS, self._clock.now())
         due, expires_at, priority = delivery_of(message)
         self.send_serialized(
             self._serializer.serialize(message),

@@ -1,8 +1,9 @@
 """The message being handled right now, and header propagation to the messages it causes.
 
 DESIGN §3.1: a message sent while another is handled inherits the handled message's user
-headers (explicit headers win), keeps its ``correlation_id`` and gets ``parent_id`` set to the
-handled message's ``id``. The handled message lives in a context variable, so propagation is
+headers (explicit headers win) but its delivery headers (``delivery_delay``, ``time_to_live``,
+``priority``), keeps its ``correlation_id`` and gets ``parent_id`` set to the handled message's
+``id``. The handled message lives in a context variable, so propagation is
 per thread and per asyncio task. Like trace context, it follows the call: a handler that sends
 through another messaging system's bus passes its headers on as well.
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 from ecopy.messaging.message import (
     CORRELATION_ID,
+    DELIVERY_OPTIONS,
     PARENT_ID,
     Message,
     is_internal_header,
@@ -30,6 +32,9 @@ def outgoing_headers(explicit: Mapping[str, Any] | None) -> dict[str, Any]:
         return dict(explicit) if explicit else {}
     source = handled._headers
     headers = {k: v for k, v in source.items() if not is_internal_header(k)}
+    if not DELIVERY_OPTIONS.isdisjoint(headers):  # for the handled message only
+        for key in DELIVERY_OPTIONS:
+            headers.pop(key, None)
     headers[CORRELATION_ID] = source[CORRELATION_ID]
     headers[PARENT_ID] = source["id"]
     if explicit:

@@ -20,7 +20,7 @@ from pydantic_core import from_json
 from ecopy.errors import EcopyError
 from ecopy.messaging.channel import MessageChannel
 from ecopy.messaging.delivery import DELIVER_AT, EXPIRES_AT, RETRY_COUNT
-from ecopy.messaging.message import Message
+from ecopy.messaging.message import DELIVERY_OPTIONS, Message
 from ecopy.messaging.serialization import MessageSerializer
 from ecopy.messaging.transaction import TransactionManager
 
@@ -33,6 +33,7 @@ EXCEPTION_TRACEBACK: Final = "ecopy.exception.traceback"
 # A replayed message starts afresh: no retries counted, no delay, no expiry, no failure.
 _NOT_REPLAYED = frozenset(
     {RETRY_COUNT, DELIVER_AT, EXPIRES_AT, EXCEPTION_TYPE, EXCEPTION_MESSAGE, EXCEPTION_TRACEBACK}
+    | DELIVERY_OPTIONS
 )
 logger = logging.getLogger("ecopy.dead_letter")
 

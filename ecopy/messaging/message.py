@@ -14,6 +14,12 @@ CORRELATION_ID: Final = "correlation_id"
 PARENT_ID: Final = "parent_id"
 TIMESTAMP: Final = "timestamp"
 
+#: Delivery headers (DESIGN §3.1): for the one message they are sent with; never propagated.
+DELIVERY_DELAY: Final = "delivery_delay"
+TIME_TO_LIVE: Final = "time_to_live"
+PRIORITY: Final = "priority"
+DELIVERY_OPTIONS: Final = frozenset({DELIVERY_DELAY, TIME_TO_LIVE, PRIORITY})
+
 #: Headers that ecopy manages itself: they are never copied from a handled message to the
 #: messages its handler sends. Besides the standard keys, every key under these prefixes is
 #: framework-internal.

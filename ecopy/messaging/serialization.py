@@ -21,7 +21,8 @@ from ecopy.messaging.delivery import (
     DELIVER_AT,
     ENDPOINT_ID,
     EXPIRES_AT,
-    PRIORITY,
+    MAX_PRIORITY,
+    QUEUE_PRIORITY,
     RETRY_COUNT,
 )
 from ecopy.messaging.message import ID, TIMESTAMP, Message, build_message
@@ -32,8 +33,6 @@ JSON_NATIVE = (dict, list, str, int, float, bool, type(None))
 
 #: The longest message id and endpoint id a message may carry (what every store can key on).
 MAX_KEY_LENGTH: Final = 255
-#: Priorities fit a 32-bit integer column.
-MAX_PRIORITY: Final = 2**31 - 1
 
 
 class MessageSerializationError(EcopyError):
@@ -152,7 +151,7 @@ def _short(key: str) -> bool:
     return len(key) <= MAX_KEY_LENGTH and "\x00" not in key
 
 
-_DELIVERY_HEADERS = frozenset({DELIVER_AT, EXPIRES_AT, RETRY_COUNT, PRIORITY})
+_DELIVERY_HEADERS = frozenset({DELIVER_AT, EXPIRES_AT, RETRY_COUNT, QUEUE_PRIORITY})
 
 
 def header_problem(headers: dict[str, Any]) -> str | None:
@@ -178,14 +177,14 @@ def header_problem(headers: dict[str, Any]) -> str | None:
         not isinstance(retries, int) or isinstance(retries, bool) or retries < 0
     ):
         return f"header {RETRY_COUNT!r} must be an integer >= 0, got {_shown(retries)}"
-    priority = headers.get(PRIORITY)
+    priority = headers.get(QUEUE_PRIORITY)
     if priority is not None and (
         not isinstance(priority, int)
         or isinstance(priority, bool)
         or not -MAX_PRIORITY <= priority <= MAX_PRIORITY
     ):
         return (
-            f"header {PRIORITY!r} must be an integer between {-MAX_PRIORITY} and "
+            f"header {QUEUE_PRIORITY!r} must be an integer between {-MAX_PRIORITY} and "
             f"{MAX_PRIORITY}, got {_shown(priority)}"
         )
     return None

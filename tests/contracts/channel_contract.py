@@ -23,7 +23,8 @@ from pydantic import BaseModel
 from ecopy import ControlledClock, Message
 from ecopy.messaging.channel import PollableChannel, UndeliverableMessage
 from ecopy.messaging.conversion import PayloadConversion
-from ecopy.messaging.delivery import DELIVER_AT, EXPIRES_AT, PRIORITY
+from ecopy.messaging.delivery import DELIVER_AT, EXPIRES_AT
+from ecopy.messaging.delivery import QUEUE_PRIORITY as PRIORITY
 from ecopy.messaging.naming import TypeRegistry
 from ecopy.messaging.serialization import MessageSerializer
 

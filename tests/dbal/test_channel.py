@@ -617,3 +617,23 @@ def test_a_handler_whose_connection_is_killed_mid_transaction_is_retried_and_cou
     assert handled_jobs(database) == list(range(12))  # each once: the killed attempts rolled back
     assert app.dead_letter.count() == 0
     assert count(database, messages) == 0
+
+
+# -- delivery headers on one send ---------------------------------------------------------
+
+
+def test_delivery_headers_of_a_send_are_honoured_by_the_database_queue(make_app):
+    clock = ControlledClock(START)
+    app, shipping = orders_app(make_app, services=[clock], prefetch=1)
+    app.event_bus.publish(OrderPlaced("late"), headers={ecopy.DELIVERY_DELAY: 60})
+    app.event_bus.publish(OrderPlaced("plain"))
+    app.event_bus.publish(OrderPlaced("urgent"), headers={ecopy.PRIORITY: 5})
+    app.event_bus.publish(OrderPlaced("stale"), headers={ecopy.TIME_TO_LIVE: 30})
+
+    clock.advance(timedelta(seconds=30))
+    assert app.run("orders", finish_when_no_messages=True) == 2
+    assert shipping.shipped == ["urgent", "plain"]  # "stale" expired, "late" not due yet
+
+    clock.advance(timedelta(seconds=30))
+    assert app.run("orders", finish_when_no_messages=True) == 1
+    assert shipping.shipped == ["urgent", "plain", "late"]
