@@ -182,6 +182,8 @@ class SystemBuilder:
         self.container.add(AsyncQueryBus(self.query_bus))
         self.clock: Clock = self.container.implementation(Clock) or SystemClock()
         self.container.add(self.clock)
+        for bus in (self.command_bus, self.event_bus, self.query_bus):
+            bus._now = self.clock.now  # messages are stamped by the application's clock
         self.serializer = MessageSerializer(self.names, self.conversion)
         # Modules may replace these in-memory defaults (see _configure_extensions).
         self.dead_letters: DeadLetterStore = InMemoryDeadLetterStore()

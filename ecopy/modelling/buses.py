@@ -8,12 +8,13 @@ class wrap the whole dispatch.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from ecopy.messaging.context import outgoing_headers
 from ecopy.messaging.endpoint import Invoker
-from ecopy.messaging.message import Message, build_message
+from ecopy.messaging.message import TIMESTAMP, Message, build_message
 from ecopy.modelling.routing import EventRouter, PointToPointRouter
 
 ROUTING_KEY: Final = "ecopy.routing_key"
@@ -24,21 +25,28 @@ def _not_ready(message: Message) -> Any:
 
 
 class _Gateway:
-    """Turns calls into messages for a compiled dispatch chain (set by bootstrap)."""
+    """Turns calls into messages for a compiled dispatch chain (set by bootstrap), stamped by
+    the application's clock (also set by bootstrap)."""
 
-    __slots__ = ("_dispatch",)
+    __slots__ = ("_dispatch", "_now")
 
     def __init__(self) -> None:
         self._dispatch: Invoker = _not_ready
+        self._now: Callable[[], float] = time.time
 
     def _send(self, payload: Any, headers: Mapping[str, Any] | None) -> Any:
-        return self._dispatch(build_message(payload, outgoing_headers(headers)))
+        outgoing = outgoing_headers(headers)
+        if TIMESTAMP not in outgoing:
+            outgoing[TIMESTAMP] = self._now()
+        return self._dispatch(build_message(payload, outgoing))
 
     def _send_routed(
         self, routing_key: str, payload: Any, headers: Mapping[str, Any] | None
     ) -> Any:
         routed = outgoing_headers(headers)
         routed[ROUTING_KEY] = routing_key
+        if TIMESTAMP not in routed:
+            routed[TIMESTAMP] = self._now()
         return self._dispatch(build_message(payload, routed))
 
 

@@ -168,3 +168,34 @@ def test_enable_asynchronous_processing_declares_queue_channels():
 
     flow.run("outbox")
     assert mailer.sent == ["ada@example.com"]
+
+
+def test_messages_are_stamped_by_the_application_clock_so_a_flow_test_sees_time_move():
+    from datetime import UTC, datetime, timedelta
+
+    from ecopy import EventBus, Message, command_handler, event_handler
+    from ecopy.testing import bootstrap_flow_testing
+
+    class Stamps:
+        def __init__(self) -> None:
+            self.seen: list[float] = []
+
+        @command_handler("stamp")
+        def stamp(self, events: EventBus, message: Message) -> None:
+            self.seen.append(message.timestamp)
+            events.publish_with_routing("stamped")
+
+        @event_handler(listen_to="stamped")
+        def stamped(self, message: Message) -> None:
+            self.seen.append(message.timestamp)
+
+    start = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    stamps = Stamps()
+    flow = bootstrap_flow_testing(classes=[Stamps], services=[stamps], start_time=start)
+
+    flow.send_command_with_routing("stamp")
+    flow.advance_time(timedelta(minutes=5)).send_command_with_routing("stamp")
+
+    minutes = [(at - start.timestamp()) / 60 for at in stamps.seen]
+    assert minutes == [0, 0, 5, 5]
+    assert flow.get_recorded_event_headers()[-1]["timestamp"] == start.timestamp() + 300
