@@ -14,6 +14,7 @@ from ecopy.messaging.interceptor import (
     CompiledInterceptor,
     MethodInvocation,
     invalid_pointcut,
+    name_interceptor,
     pointcut_matches,
 )
 from ecopy.messaging.message import Message
@@ -21,6 +22,17 @@ from ecopy.messaging.message import Message
 
 def _invocation(message: Message) -> Any:  # placeholder resolver, replaced per call
     raise AssertionError("unreachable")
+
+
+def _invocation_parameter(parameters: tuple[Parameter, ...]) -> str | None:
+    """DESIGN §3.5: the parameter annotated ``MethodInvocation``, or else the first one when
+    it has no annotation."""
+    for parameter in parameters:
+        if parameter.annotation is MethodInvocation:
+            return parameter.name
+    if parameters and not parameters[0].annotated:
+        return parameters[0].name
+    return None
 
 
 @dataclass(frozen=True)
@@ -31,6 +43,8 @@ class InterceptorSource:
     parameters: tuple[Parameter, ...]
     pointcut: Any
     order: int
+    invocation: str | None = None
+    """The parameter that receives the ``MethodInvocation`` (``@around`` only)."""
 
     @classmethod
     def of(
@@ -54,13 +68,22 @@ class InterceptorSource:
         if problem:
             problems.append(f"interceptor {name}: {problem}")
             pointcut = ()
-        if declaration.kind != "around" and any(
-            p.annotation is MethodInvocation for p in parameters
-        ):
+        invocation: str | None = None
+        if declaration.kind == "around":
+            invocation = _invocation_parameter(parameters)
+            if invocation is None:
+                problems.append(
+                    f"interceptor {name}: an @around interceptor must take the "
+                    f"MethodInvocation and call invocation.proceed() to run the handler; add a "
+                    f"parameter `invocation: MethodInvocation` (or leave the first parameter "
+                    f"unannotated), or make it a @before interceptor if it never wraps the "
+                    f"handler"
+                )
+        elif any(p.annotation is MethodInvocation for p in parameters):
             problems.append(
                 f"interceptor {name}: only @around interceptors receive a MethodInvocation"
             )
-        return cls(name, target, declaration, parameters, pointcut, order)
+        return cls(name, target, declaration, parameters, pointcut, order, invocation)
 
     def matches(self, info: EndpointInfo) -> bool:
         return pointcut_matches(self.pointcut, info)
@@ -80,23 +103,42 @@ class InterceptorSource:
                 return lambda message: found
             return None
 
+        # The payload, if taken, is the first parameter besides the MethodInvocation.
+        bound = [p for p in self.parameters if p.name != self.invocation]
         resolvers, _, found_problems = binder.bind(
-            self.parameters, handler=f"interceptor {self.name}", payload="optional", special=special
+            bound, handler=f"interceptor {self.name}", payload="optional", special=special
         )
+        if self.invocation is not None:
+            at = next(i for i, p in enumerate(self.parameters) if p.name == self.invocation)
+            resolvers.insert(at, _invocation)
         problems.extend(found_problems)
         function = self.function
+        note = f"ecopy: raised by interceptor {self.name} (on endpoint {info.endpoint_id!r})"
         if self.declaration.kind == "around":
             everything = tuple(resolvers)
 
             def call_around(invocation: MethodInvocation) -> Any:
                 message = invocation.message
-                return function(
-                    *[invocation if r is _invocation else r(message) for r in everything]
-                )
+                try:
+                    return function(
+                        *[invocation if r is _invocation else r(message) for r in everything]
+                    )
+                except Exception as error:
+                    if error is not invocation.failure:  # not the handler's, passing through
+                        name_interceptor(error, note)
+                    raise
 
             call: Callable[[Any], Any] = call_around
         else:
-            call = compile_call(function, resolvers)
+            compiled = compile_call(function, resolvers)
+
+            def call(message: Message) -> Any:
+                try:
+                    return compiled(message)
+                except Exception as error:
+                    name_interceptor(error, note)
+                    raise
+
         return CompiledInterceptor(
             kind=self.declaration.kind,
             precedence=self.declaration.precedence,

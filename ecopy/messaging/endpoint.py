@@ -14,6 +14,10 @@ from typing import Any, Protocol
 from ecopy.messaging.context import current_message, outgoing_headers
 from ecopy.messaging.message import Message
 
+#: How the note on an exception raised by an interceptor starts (the handler's note is then
+#: not added: the handler did not raise it).
+INTERCEPTOR_NOTE = "ecopy: raised by interceptor "
+
 Invoker = Callable[[Message], Any]
 
 # Ranks order synchronous event handlers of equal priority (DESIGN §3.2).
@@ -85,7 +89,9 @@ def _compile_handle(info: EndpointInfo, chain: Invoker, output: Sender | None) -
             try:
                 result = chain(message)
             except Exception as error:
-                if note not in getattr(error, "__notes__", ()):
+                notes = getattr(error, "__notes__", ())
+                # An interceptor's error is noted as the interceptor's (see interceptor.py).
+                if note not in notes and not any(n.startswith(INTERCEPTOR_NOTE) for n in notes):
                     error.add_note(note)
                 raise
             if output is not None and result is not None:

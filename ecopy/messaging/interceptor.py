@@ -18,7 +18,7 @@ from ecopy.messaging.declaration import (
     declare,
     is_marker_class,
 )
-from ecopy.messaging.endpoint import EndpointInfo, Invoker
+from ecopy.messaging.endpoint import INTERCEPTOR_NOTE, EndpointInfo, Invoker
 from ecopy.messaging.message import Message
 
 # Bound, so that @command_handler("key") is not mistaken for the bare @command_handler.
@@ -120,7 +120,7 @@ class MethodInvocation:
     ...         return invocation.proceed()
     """
 
-    __slots__ = ("_core", "_index", "_rest", "endpoint", "message")
+    __slots__ = ("_core", "_index", "_rest", "endpoint", "failure", "message")
 
     def __init__(
         self,
@@ -135,6 +135,7 @@ class MethodInvocation:
         self._rest = rest
         self._index = index
         self._core = core
+        self.failure: BaseException | None = None  # what proceed() raised, if it did
 
     @property
     def payload(self) -> Any:
@@ -149,12 +150,22 @@ class MethodInvocation:
 
         May be called more than once (e.g. by a retrying interceptor)."""
         index = self._index
-        if index < len(self._rest):
-            following = MethodInvocation(
-                self.message, self.endpoint, self._rest, index + 1, self._core
-            )
-            return self._rest[index](following)
-        return self._core(self.message)
+        try:
+            if index < len(self._rest):
+                following = MethodInvocation(
+                    self.message, self.endpoint, self._rest, index + 1, self._core
+                )
+                return self._rest[index](following)
+            return self._core(self.message)
+        except BaseException as error:
+            self.failure = error
+            raise
+
+
+def name_interceptor(error: BaseException, note: str) -> None:
+    """Note on ``error`` that the interceptor raised it (once: the innermost one that did)."""
+    if not any(n.startswith(INTERCEPTOR_NOTE) for n in getattr(error, "__notes__", ())):
+        error.add_note(note)
 
 
 def pointcut_matches(pointcut: Any, info: EndpointInfo) -> bool:

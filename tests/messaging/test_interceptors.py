@@ -8,6 +8,7 @@ import pytest
 
 from ecopy import (
     CommandBus,
+    ConfigurationError,
     EndpointInfo,
     EventBus,
     Header,
@@ -533,3 +534,91 @@ def test_proceed_may_be_called_again_to_retry():
 
     assert flow.command_bus.send_with_routing("flaky") == "done"
     assert attempts == [1, 2, 3]
+
+
+# -- the MethodInvocation of @around (DESIGN §3.5) -------------------------------------------
+
+
+def test_an_around_whose_first_parameter_has_no_annotation_receives_the_invocation():
+    journal = Journal()
+
+    class Timing:
+        @around(pointcut=Orders)
+        def measure(self, invocation, command: PlaceOrder):
+            journal(f"around {type(invocation).__name__} for {command.order_id}")
+            return invocation.proceed()
+
+    flow = bootstrap_flow_testing(classes=[Orders, Timing], services=[Orders(journal)])
+
+    assert flow.command_bus.send(PlaceOrder("o-1")) == "placed o-1"
+    assert journal.entries == ["around MethodInvocation for o-1", "handler o-1 x1"]
+
+
+def test_an_around_without_the_invocation_is_a_configuration_error():
+    class Swallowing:
+        @around(pointcut=Orders)
+        def log(self, command: PlaceOrder) -> None:
+            pass
+
+    with pytest.raises(ConfigurationError) as refused:
+        bootstrap_flow_testing(classes=[Orders, Swallowing], services=[Orders(Journal())])
+
+    assert (
+        "interceptor test_an_around_without_the_invocation_is_a_configuration_error.<locals>."
+        "Swallowing.log: an @around interceptor must take the MethodInvocation and call "
+        "invocation.proceed() to run the handler; add a parameter `invocation: "
+        "MethodInvocation` (or leave the first parameter unannotated), or make it a @before "
+        "interceptor if it never wraps the handler"
+    ) in str(refused.value)
+
+
+class Checks:
+    @before(pointcut=Orders)
+    def quantity(self, command: PlaceOrder) -> None:
+        if command.quantity > 10:
+            raise PermissionError("too many")
+
+    @around(pointcut=Orders)
+    def stock(self, invocation: MethodInvocation, command: PlaceOrder) -> object:
+        if command.order_id == "out-of-stock":
+            raise LookupError("no stock")
+        return invocation.proceed()
+
+
+class Failing(Orders):
+    @command_handler("fail")
+    def fail(self) -> None:
+        raise ValueError("handler broke")
+
+
+@pytest.mark.parametrize(
+    ("send", "error", "named"),
+    [
+        (lambda bus: bus.send(PlaceOrder("o-1", quantity=11)), PermissionError, "Checks.quantity"),
+        (lambda bus: bus.send(PlaceOrder("out-of-stock")), LookupError, "Checks.stock"),
+    ],
+    ids=["before", "around"],
+)
+def test_an_error_raised_by_an_interceptor_names_the_interceptor(send, error, named):
+    flow = bootstrap_flow_testing(classes=[Orders, Checks], services=[Orders(Journal())])
+
+    with pytest.raises(error) as raised:
+        send(flow.command_bus)
+
+    (note,) = raised.value.__notes__
+    assert note == f"ecopy: raised by interceptor {named} (on endpoint 'Orders.place')"
+
+
+def test_an_error_of_the_handler_passing_through_an_around_names_the_handler():
+    class Wrapping:
+        @around(pointcut=Failing)
+        def wrap(self, invocation: MethodInvocation) -> object:
+            return invocation.proceed()
+
+    flow = bootstrap_flow_testing(classes=[Failing, Wrapping], services=[Failing(Journal())])
+
+    with pytest.raises(ValueError, match="handler broke") as raised:
+        flow.command_bus.send_with_routing("fail")
+
+    (note,) = raised.value.__notes__
+    assert note.startswith(f"ecopy: raised by handler {__name__}.Failing.fail")
