@@ -148,18 +148,17 @@ class DbalChannel:
         database = database_of(context, needed_by=f"DbalChannel({self.name!r})")
         if database is None:
             return
-        context.add_channel(
+        queue = DbalQueue(
             self.name,
-            DbalQueue(
-                self.name,
-                database,
-                context.serializer,
-                context.clock,
-                visibility_timeout_s=float(self.visibility_timeout_s),
-                prefetch=self.prefetch,
-                final_failure_strategy=self.final_failure_strategy,
-            ),
+            database,
+            context.serializer,
+            context.clock,
+            visibility_timeout_s=float(self.visibility_timeout_s),
+            prefetch=self.prefetch,
+            final_failure_strategy=self.final_failure_strategy,
         )
+        context.add_channel(self.name, queue)
+        context.on_close(queue.close)
 
 
 @dataclass(slots=True, eq=False)
@@ -355,6 +354,7 @@ class DbalQueue:
         # test clock moves when the test says so).
         self._renews = database_time
         self._renewing = False
+        self._closed = threading.Event()
 
     # -- sending ------------------------------------------------------------------------
 
@@ -608,8 +608,7 @@ class DbalQueue:
         """Extend the claims of the messages being handled every third of the visibility
         timeout, so a slow handler keeps its message; ends when none is left."""
         interval = self.visibility_timeout_s / 3
-        while True:
-            time.sleep(interval)
+        while not self._closed.wait(interval):
             with self._lock:
                 held = [c for c in self._handed_out.values() if not c.acknowledged]
                 if not held:
@@ -628,6 +627,12 @@ class DbalQueue:
                     len(held),
                     describe(error),
                 )
+        with self._lock:
+            self._renewing = False
+
+    def close(self) -> None:
+        """Stop renewing claims (the application is closing)."""
+        self._closed.set()
 
     def _forget_acknowledged(self, consumer: int) -> None:
         """This thread's acknowledged messages are settled once it asks for the next one."""

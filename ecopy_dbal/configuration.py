@@ -87,6 +87,7 @@ class DbalConfiguration:
             return
         codec = codec_of(context)
         context.add_service(database)
+        context.on_close(database.dispose)
         if self.transactions:
             context.use_transactions(database)
         context.provide(Connection, database.connection)

@@ -194,6 +194,7 @@ class SystemBuilder:
         self.routes: dict[str, AsynchronousRoute] = {}
         self.internal_on_queue: dict[str, Endpoint] = {}
         self.scheduled: list[DeclaredMember] = []
+        self.closers: list[Callable[[], None]] = []
         self.channels: dict[str, MessageChannel] = {}
         self.queues: dict[str, PollableChannel] = {}
         self.interceptors: list[InterceptorSource] = []
@@ -236,9 +237,11 @@ class SystemBuilder:
             ),
             clock=self.clock,
             services=self.container,
+            closers=self.closers,
         )
         self.container.add(system)
         if self.problems:
+            system.close()  # the engines and threads modules started are not left behind
             raise ConfigurationError(dict.fromkeys(self.problems))
         return system
 
@@ -357,6 +360,7 @@ class SystemBuilder:
             snapshots=first_given(SnapshotStore) or modules.snapshot_store,
         )
         self.binder.providers.update(modules.providers)
+        self.closers = modules.closers
 
     def _collect_interceptors(self, members: list[DeclaredMember]) -> None:
         for member in members:

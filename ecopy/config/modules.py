@@ -64,6 +64,7 @@ class ModuleContext:
         self.snapshot_store: SnapshotStore | None = None
         self.transactions: TransactionManager | None = None
         self.providers: dict[type[Any], Callable[[], Any]] = {}
+        self.closers: list[Callable[[], None]] = []
         self.added_services: list[object] = []
         self._shared: dict[Any, Any] = {}
 
@@ -113,6 +114,12 @@ class ModuleContext:
 
     def use_transactions(self, manager: TransactionManager) -> None:
         self.transactions = manager
+
+    def on_close(self, closer: Callable[[], None]) -> None:
+        """Call ``closer`` when the application is closed (``app.close()``), or when bootstrap
+        fails: dispose of engines and pools, stop background threads. Closers run in the
+        reverse order of registration."""
+        self.closers.append(closer)
 
     def provide(self, annotation: type[Any], provider: Callable[[], Any]) -> None:
         """Handlers with a parameter annotated ``annotation`` get ``provider()`` at each

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import signal
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ from ecopy.modelling.buses import (
 )
 
 T = TypeVar("T")
+logger = logging.getLogger("ecopy")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class MessagingSystem:
         dead_letter: DeadLetter,
         clock: Clock,
         services: ServiceLocator | None = None,
+        closers: Sequence[Callable[[], None]] = (),
     ) -> None:
         self.config = config
         self.command_bus = command_bus
@@ -71,6 +74,7 @@ class MessagingSystem:
         self.dead_letter = dead_letter
         self.clock = clock
         self._services = services
+        self._closers = list(closers)
         self.async_command_bus = AsyncCommandBus(command_bus)
         self.async_event_bus = AsyncEventBus(event_bus)
         self.async_query_bus = AsyncQueryBus(query_bus)
@@ -81,11 +85,42 @@ class MessagingSystem:
 
     def service(self, kind: type[T]) -> T | None:
         """The service of type ``kind`` the application was built with (given to bootstrap or
-        added by a module, such as ``ecopy_dbal``'s ``Database``), or ``None``."""
+        added by a module, such as ``ecopy_dbal``'s ``Database``), or ``None``.
+
+        >>> app.service(Database)  # doctest: +SKIP
+        """
         if self._services is None:
             return None
         found, instance = self._services.find_by_type(kind)
         return instance if found else None
+
+    def require_service(self, kind: type[T]) -> T:
+        """Like ``service``, but raises ``EcopyError`` when the application has no ``kind``."""
+        instance = self.service(kind)
+        if instance is None:
+            raise EcopyError(
+                f"the application has no service of type {kind.__qualname__}: pass one to "
+                f"bootstrap(services=[...]), or add the extension that provides it (a "
+                f"Database comes with DbalConfiguration)"
+            )
+        return instance
+
+    def close(self) -> None:
+        """Release what the application holds: database engines and their pools, background
+        threads of its channels. Idempotent; ``with ecopy.bootstrap(...) as app:`` closes on
+        leaving the block."""
+        closers, self._closers = self._closers, []
+        for closer in reversed(closers):
+            try:
+                closer()
+            except Exception:
+                logger.exception("closing the application: %r failed", closer)
+
+    def __enter__(self) -> MessagingSystem:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def endpoints(self) -> list[EndpointInfo]:
         """Every endpoint of the application, in registration order."""

@@ -100,3 +100,58 @@ def test_propagation_follows_the_call_from_one_system_into_another():
     assert deposit["correlation_id"] == pay["correlation_id"]
     assert deposit["parent_id"] == pay["id"]
     assert payroll.get_recorded_commands() == [None]
+
+
+def test_close_releases_what_the_modules_hold_once_and_the_system_is_a_context_manager():
+    import ecopy
+    from ecopy import ServiceConfiguration
+    from ecopy.config.modules import ModuleContext
+
+    closed: list[str] = []
+
+    class Pool:
+        def register(self, context: ModuleContext) -> None:
+            context.on_close(lambda: closed.append("engine"))
+            context.on_close(lambda: closed.append("threads"))
+
+    with ecopy.bootstrap(config=ServiceConfiguration(extensions=[Pool()])) as app:
+        assert closed == []
+    assert closed == ["threads", "engine"]  # in the reverse order of registration
+
+    app.close()
+    assert closed == ["threads", "engine"]
+
+
+def test_a_failed_bootstrap_closes_what_the_modules_opened():
+    import pytest
+
+    import ecopy
+    from ecopy import ConfigurationError, ServiceConfiguration
+    from ecopy.config.modules import ModuleContext
+
+    closed: list[str] = []
+
+    class Pool:
+        def register(self, context: ModuleContext) -> None:
+            context.on_close(lambda: closed.append("engine"))
+            context.problems.append("Pool: no server")
+
+    with pytest.raises(ConfigurationError):
+        ecopy.bootstrap(config=ServiceConfiguration(extensions=[Pool()]))
+    assert closed == ["engine"]
+
+
+def test_require_service_returns_the_service_or_says_how_to_get_one():
+    import pytest
+
+    import ecopy
+    from ecopy import EcopyError, SystemClock
+
+    clock = SystemClock()
+    app = ecopy.bootstrap(services=[clock])
+
+    assert app.require_service(SystemClock) is clock
+    with pytest.raises(EcopyError, match="the application has no service of type Decimal"):
+        from decimal import Decimal
+
+        app.require_service(Decimal)

@@ -119,3 +119,20 @@ def test_a_server_session_bounds_lock_waits_and_idle_transactions(database_url):
 def test_timeouts_must_be_positive_seconds(option, value):
     with pytest.raises(ValueError, match=f"DbalConfiguration {option} must be a number of seconds"):
         DbalConfiguration(**{option: value})
+
+
+def test_closing_the_application_disposes_of_its_engine_and_stops_its_queues(database_url):
+    with ecopy.bootstrap(
+        classes=[Mailer],
+        services=[Mailer()],
+        config=ServiceConfiguration(
+            extensions=[DbalConfiguration(url=database_url), DbalChannel("orders")]
+        ),
+    ) as app:
+        database = app.require_service(Database)
+        queue = app.channel("orders")
+        app.command_bus.send_with_routing("mail")
+        assert database.engine.pool.checkedin() >= 1
+
+    assert database.engine.pool.checkedin() == 0
+    assert queue._closed.is_set()
