@@ -31,7 +31,9 @@ from ecopy.messaging.dead_letter import (
     EXCEPTION_MESSAGE,
     EXCEPTION_TRACEBACK,
     EXCEPTION_TYPE,
+    DeadLetter,
     DeadLetterEntry,
+    DeadLetterNotFound,
 )
 
 DEFAULT_LIMIT = 50
@@ -102,7 +104,7 @@ def list_command(application: ApplicationReference, limit: int, offset: int) -> 
 def show_command(application: ApplicationReference, entry_id: str) -> None:
     """Show one dead letter in full: message, headers, exception and traceback."""
     gateway = application.load().dead_letter
-    with _gateway_errors():
+    with _gateway_errors(gateway):
         entry = gateway.show(entry_id)
     _print(dead_letter_details(entry))
 
@@ -117,7 +119,7 @@ def replay_command(application: ApplicationReference, entry_id: str) -> None:
     leaves the dead letters; run the channel's consumer to handle it.
     """
     system = application.load()
-    with _gateway_errors():
+    with _gateway_errors(system.dead_letter):
         entry = system.dead_letter.show(entry_id)
         system.dead_letter.replay(entry_id)
     endpoint = f" for endpoint {entry.endpoint_id}" if entry.endpoint_id else ""
@@ -175,7 +177,7 @@ def delete_command(
     if entry_id is None and not delete_all:
         raise click.UsageError("Give the ID of the dead letter to delete, or --all.")
     gateway = application.load().dead_letter
-    with _gateway_errors():
+    with _gateway_errors(gateway):
         if entry_id is not None:
             gateway.delete(entry_id)
             click.echo(f"Deleted dead letter {entry_id}.")
@@ -284,10 +286,21 @@ def _print(renderables: list[RenderableType]) -> None:
         console.print(renderable, soft_wrap=isinstance(renderable, Text))
 
 
+KNOWN_SHOWN = 10
+"""How many dead letter ids an unknown-id error lists."""
+
+
 @contextmanager
-def _gateway_errors() -> Iterator[None]:
-    """An unknown id or an unreadable message is one clean line and exit status 1."""
+def _gateway_errors(gateway: DeadLetter | None = None) -> Iterator[None]:
+    """An unknown id is a usage error (exit status 2) listing the known ids; an unreadable
+    message is one clean line and exit status 1."""
     try:
         yield
+    except DeadLetterNotFound as error:
+        known = [entry.id for entry in gateway.list(limit=KNOWN_SHOWN)] if gateway else []
+        total = gateway.count() if gateway else 0
+        listed = ", ".join(known) if known else "none"
+        more = f" and {total - len(known)} more" if total > len(known) else ""
+        raise click.UsageError(f"{error}. Known dead letters: {listed}{more}.") from None
     except EcopyError as error:
         raise click.ClickException(str(error)) from None

@@ -6,8 +6,8 @@
     ecopy --app shop.app:system dead-letter list
 
 The application is loaded only by the commands that need it, so ``--help`` always works.
-Exit status: 0 on success, 2 for usage errors, 1 when the application cannot be loaded or a
-command fails (an unknown consumer or dead letter, for instance).
+Exit status: 0 on success, 2 for usage errors (an unknown consumer or dead letter is one: the
+error lists the known names), 1 when the application cannot be loaded or a command fails.
 
 Each command group lives in its own module (``running``, ``dead_letters``) and is added to
 :func:`cli` here. Adapter packages add theirs (``ecopy db``) through the ``ecopy.cli`` entry

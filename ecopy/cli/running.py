@@ -148,19 +148,19 @@ def stop_signals() -> Iterator[_StopSignals]:
 
 
 def check_consumer(system: MessagingSystem, name: str) -> None:
-    """Fail with the known consumer names unless ``name`` is one of them."""
+    """A usage error (exit status 2) with the known consumer names unless ``name`` is one."""
     known = [info.name for info in system.list_consumers()]
     if name in known:
         return
     if not known:
-        raise click.ClickException(
+        raise click.UsageError(
             f"Unknown consumer {name!r}: the application has no consumers. A consumer polls a "
             f"channel such as QueueChannel('orders') for the handlers marked "
             f"@asynchronous('orders')."
         )
     close = difflib.get_close_matches(name, known, n=1)
     suggestion = f" Did you mean {close[0]!r}?" if close else ""
-    raise click.ClickException(
+    raise click.UsageError(
         f"Unknown consumer {name!r}.{suggestion} Known consumers: {', '.join(known)} "
         f"(`ecopy list` shows what each one handles)."
     )

@@ -265,9 +265,11 @@ def test_an_unknown_id_is_a_clean_error(shop: PaymentsShop, command: str) -> Non
     fail_orders(shop, declined=["o-1"])
 
     result = shop.ecopy("dead-letter", command, "no-such-id")
+    (known,) = shop.dead_letters()
 
-    assert result.exit_code == 1
-    assert result.stderr.startswith("Error: No dead letter 'no-such-id'")
+    assert result.exit_code == 2  # a usage error, naming the ids there are
+    assert "Error: No dead letter 'no-such-id'" in result.stderr
+    assert result.stderr.endswith(f"Known dead letters: {known['Id']}.\n")
     assert "Traceback" not in result.output
     assert len(shop.dead_letters()) == 1
 

@@ -100,17 +100,18 @@ def test_the_execution_time_limit_stops_a_consumer_waiting_for_messages(
 def test_an_unknown_consumer_is_named_with_the_known_ones(shop: PaymentsShop) -> None:
     result = shop.ecopy("run", "order")
 
-    assert result.exit_code == 1
-    assert result.stderr == (
+    assert result.exit_code == 2  # a usage error
+    assert result.stderr.endswith(
         "Error: Unknown consumer 'order'. Did you mean 'orders'? Known consumers: orders "
         "(`ecopy list` shows what each one handles).\n"
     )
+    assert result.stderr.startswith("Usage: ecopy run [OPTIONS] CONSUMER")
 
 
 def test_an_application_without_consumers_says_how_to_get_one(invoke: Invoke) -> None:
     result = invoke("--app", "tests.cli.odd_apps:empty_system", "run", "orders")
 
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "the application has no consumers" in result.stderr
     assert "QueueChannel('orders')" in result.stderr
 
