@@ -90,8 +90,8 @@ class DbalConfiguration:
         context.on_close(database.dispose)
         if self.transactions:
             context.use_transactions(database)
-        context.provide(Connection, database.connection)
-        context.provide(Session, database.session)
+        context.provide(Connection, database.connection, in_transaction=True)
+        context.provide(Session, database.session, in_transaction=True)
         if self.dead_letters:
             _keep_dead_letters(context, database)
         if self.deduplication:

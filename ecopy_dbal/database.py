@@ -325,9 +325,9 @@ class Database(TransactionManager):
         if unit is None:
             raise NoTransactionInProgress(
                 "a handler asked for sqlalchemy.Connection, but no transaction is in progress: "
-                "the connection is injected into command handlers and asynchronous handlers, "
-                "which run in a transaction; remove @without_transaction from the handler, or "
-                "open one with `with database.transaction():`"
+                "handlers that take the connection run in a transaction unless they are "
+                "@without_transaction; remove @without_transaction from the handler, or open "
+                "one with `with database.transaction():`"
             )
         return unit.connection
 
@@ -338,8 +338,9 @@ class Database(TransactionManager):
         if unit is None:
             raise NoTransactionInProgress(
                 "a handler asked for sqlalchemy.orm.Session, but no transaction is in progress: "
-                "the session is injected into command handlers and asynchronous handlers, "
-                "which run in a transaction; remove @without_transaction from the handler"
+                "handlers that take the session run in a transaction unless they are "
+                "@without_transaction; remove @without_transaction from the handler, or open "
+                "one with `with database.transaction():`"
             )
         if unit.session is None:
             unit.session = Session(

@@ -195,6 +195,7 @@ class SystemBuilder:
         self.internal_on_queue: dict[str, Endpoint] = {}
         self.scheduled: list[DeclaredMember] = []
         self.closers: list[Callable[[], None]] = []
+        self.transactional_parameters: set[type[Any]] = set()
         self.channels: dict[str, MessageChannel] = {}
         self.queues: dict[str, PollableChannel] = {}
         self.interceptors: list[InterceptorSource] = []
@@ -360,6 +361,7 @@ class SystemBuilder:
             snapshots=first_given(SnapshotStore) or modules.snapshot_store,
         )
         self.binder.providers.update(modules.providers)
+        self.transactional_parameters = modules.transactional_parameters
         self.closers = modules.closers
 
     def _collect_interceptors(self, members: list[DeclaredMember]) -> None:
@@ -516,6 +518,7 @@ class SystemBuilder:
             )
             self.problems.extend(problems)
             core = compile_call(definition.target, resolvers)
+            core = self._in_transaction_if_needed(definition, parameters, core)
         modifiers = definition.member.declarations.modifiers
         if modifiers.get("without_transaction"):
             self.without_transaction.add(info.endpoint_id)
@@ -555,6 +558,22 @@ class SystemBuilder:
         if channels is None or self.asynchronous_inline:
             return Endpoint(info, compile_chain(core, info, interceptors), output)
         return self._asynchronous(definition, core, interceptors, output, channels)
+
+    def _in_transaction_if_needed(
+        self, definition: HandlerDefinition, parameters: list[Any], core: Invoker
+    ) -> Invoker:
+        """A query or event handler that asks for what exists only in a transaction (the
+        database connection) runs in one; commands and asynchronous handlers always do."""
+        transactions = self._transactions_if_any()
+        modifiers = definition.member.declarations.modifiers
+        if (
+            transactions is None
+            or definition.declaration.kind not in ("query", "event")
+            or modifiers.get("without_transaction")
+            or not any(p.annotation in self.transactional_parameters for p in parameters)
+        ):
+            return core
+        return transactional(core, transactions)
 
     def _asynchronous(
         self,

@@ -64,6 +64,7 @@ class ModuleContext:
         self.snapshot_store: SnapshotStore | None = None
         self.transactions: TransactionManager | None = None
         self.providers: dict[type[Any], Callable[[], Any]] = {}
+        self.transactional_parameters: set[type[Any]] = set()
         self.closers: list[Callable[[], None]] = []
         self.added_services: list[object] = []
         self._shared: dict[Any, Any] = {}
@@ -121,7 +122,13 @@ class ModuleContext:
         reverse order of registration."""
         self.closers.append(closer)
 
-    def provide(self, annotation: type[Any], provider: Callable[[], Any]) -> None:
+    def provide(
+        self, annotation: type[Any], provider: Callable[[], Any], *, in_transaction: bool = False
+    ) -> None:
         """Handlers with a parameter annotated ``annotation`` get ``provider()`` at each
-        call (e.g. the connection of the current transaction)."""
+        call (e.g. the connection of the current transaction). With ``in_transaction=True``
+        the value only exists inside a transaction: a query handler or a synchronous event
+        handler that asks for it runs in one (it joins the one in progress, if any)."""
         self.providers[annotation] = provider
+        if in_transaction:
+            self.transactional_parameters.add(annotation)

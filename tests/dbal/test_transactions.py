@@ -31,6 +31,11 @@ customers = sa.Table(
 )
 
 
+ledger = sa.Table(
+    "queue_test_ledger", sa.MetaData(), sa.Column("entry", sa.String(50), nullable=False)
+)
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -235,9 +240,25 @@ def test_a_handler_that_opted_out_commits_each_write_on_its_own(app, database_ur
     assert rows(database_url) == {"c-9": "imported"}
 
 
-def test_a_connection_outside_any_transaction_is_refused_with_an_explanation(app):
-    with pytest.raises(NoTransactionInProgress, match="no transaction is in progress"):
-        app.query_bus.send(CountCustomers())
+class OptedOut:
+    @without_transaction
+    @query_handler("customers.count.raw")
+    def count(self, connection: sa.Connection) -> int:
+        return 0
+
+
+def test_a_connection_asked_for_outside_any_transaction_is_refused_with_an_explanation(
+    database_url,
+):
+    app = ecopy.bootstrap(
+        classes=[OptedOut],
+        config=ServiceConfiguration(extensions=[DbalConfiguration(url=database_url)]),
+    )
+    try:
+        with pytest.raises(NoTransactionInProgress, match="no transaction is in progress"):
+            app.query_bus.send_with_routing("customers.count.raw")
+    finally:
+        app.close()
 
 
 def test_an_asynchronous_handler_runs_in_its_own_transaction(app, database_url):
@@ -280,3 +301,55 @@ def test_transactions_can_be_turned_off(database_url):
             system.command_bus.send(RegisterCustomer("c-1", "Ada"))
     finally:
         system.service(Database).dispose()
+
+
+# -- queries and events outside a command --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CountOrders:
+    pass
+
+
+@dataclass(frozen=True)
+class OrderNoted:
+    order_id: str
+
+
+class Reports:
+    def __init__(self) -> None:
+        self.noted: list[int] = []
+
+    @query_handler
+    def count(self, query: CountOrders, connection: sa.Connection) -> int:
+        return connection.execute(sa.select(sa.func.count()).select_from(ledger)).scalar_one()
+
+    @query_handler("orders.count")
+    def count_with_session(self, session: Session) -> int:
+        return session.execute(sa.select(sa.func.count()).select_from(ledger)).scalar_one()
+
+    @event_handler
+    def note(self, event: OrderNoted, connection: sa.Connection) -> None:
+        connection.execute(ledger.insert(), {"entry": event.order_id})
+        self.noted.append(len(self.noted))
+
+
+def test_a_query_or_event_handler_that_asks_for_the_connection_runs_in_a_transaction(
+    database_url,
+):
+    reports = Reports()
+    app = ecopy.bootstrap(
+        classes=[Reports],
+        services=[reports],
+        config=ServiceConfiguration(extensions=[DbalConfiguration(url=database_url)]),
+    )
+    database = app.require_service(Database)
+    ledger.create(database.engine, checkfirst=True)
+    try:
+        app.event_bus.publish(OrderNoted("o-1"))  # outside any command
+
+        assert app.query_bus.send(CountOrders()) == 1
+        assert app.query_bus.send_with_routing("orders.count") == 1
+    finally:
+        ledger.drop(database.engine)
+        app.close()
