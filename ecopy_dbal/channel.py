@@ -58,7 +58,7 @@ from ecopy.errors import EcopyError
 from ecopy.messaging.channel import ClaimLost, FinalFailureStrategy, UndeliverableMessage
 from ecopy.messaging.clock import Clock, SystemClock
 from ecopy.messaging.delivery import ENDPOINT_ID, NO_OPTIONS, addressed, delivery_of
-from ecopy.messaging.message import DELIVERY_OPTIONS, Message
+from ecopy.messaging.message import DELIVERY_DELAY, PRIORITY, TIME_TO_LIVE, Message
 from ecopy.messaging.outage import describe
 from ecopy.messaging.serialization import MessageSerializer
 from ecopy_dbal.configuration import database_of
@@ -360,7 +360,8 @@ class DbalQueue:
 
     def send(self, message: Message) -> None:
         """Queue ``message``; inside a transaction it commits or rolls back with it."""
-        if not DELIVERY_OPTIONS.isdisjoint(message._headers):  # sent straight to the channel
+        own = message._headers
+        if DELIVERY_DELAY in own or TIME_TO_LIVE in own or PRIORITY in own:  # sent straight here
             message = addressed(message, {}, NO_OPTIONS, self._clock.now())
         due, expires_at, priority = delivery_of(message)
         self.send_serialized(

@@ -14,7 +14,7 @@ from ecopy.messaging.consumer import Consumer, PollingConsumer, PollingMetadata
 from ecopy.messaging.dead_letter import DeadLetterStore
 from ecopy.messaging.delivery import CHANNEL, ENDPOINT_ID, DeliveryOptions, addressed
 from ecopy.messaging.endpoint import Endpoint, Invoker
-from ecopy.messaging.message import Message
+from ecopy.messaging.message import DELIVERY_DELAY, PRIORITY, TIME_TO_LIVE, Message
 from ecopy.messaging.outage import TransientErrors, never
 from ecopy.messaging.retry import (
     ErrorHandlerConfiguration,
@@ -92,17 +92,26 @@ def sending_invoker(
     id) to the endpoint, with its delivery options (the send's delivery headers win over the
     handler's decorators), and send it to the first channel once the current work succeeded."""
 
+    has_options = bool(delivery)
+    send_to_channel = channel.send
+    channel_name = channel.name
+
     def send(message: Message) -> None:
-        headers: dict[str, Any] = {ENDPOINT_ID: endpoint_id, CHANNEL: channel.name}
+        headers: dict[str, Any] = {ENDPOINT_ID: endpoint_id, CHANNEL: channel_name}
         if identifier is not None:
             # The target aggregate is resolved before the hop.
             resolved = identifier(message)
             if resolved is not None:
                 headers[AGGREGATE_ID] = public_identifier(resolved)
                 headers[AGGREGATE_TYPE] = aggregate_type
-        # Checked now, in the sender: a delivery header that cannot be honoured fails the send.
-        outgoing = addressed(message, headers, delivery, clock.now())
-        send_or_collect(lambda: channel.send(outgoing))
+        own = message._headers
+        if has_options or DELIVERY_DELAY in own or TIME_TO_LIVE in own or PRIORITY in own:
+            # Checked now, in the sender: a delivery header that cannot be honoured fails
+            # the send.
+            outgoing = addressed(message, headers, delivery, clock.now())
+        else:
+            outgoing = message.with_headers(headers)
+        send_or_collect(lambda: send_to_channel(outgoing))
 
     return send
 

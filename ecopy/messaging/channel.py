@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from ecopy.errors import EcopyError
 from ecopy.messaging.clock import Clock
 from ecopy.messaging.delivery import NO_OPTIONS, addressed, delivery_of
-from ecopy.messaging.message import DELIVERY_OPTIONS, Message
+from ecopy.messaging.message import DELIVERY_DELAY, PRIORITY, TIME_TO_LIVE, Message
 from ecopy.messaging.serialization import MessageSerializer
 
 logger = logging.getLogger("ecopy.channel")
@@ -140,7 +140,8 @@ class InMemoryQueue:
         self._front = itertools.count(-1, -1)
 
     def send(self, message: Message) -> None:
-        if not DELIVERY_OPTIONS.isdisjoint(message._headers):  # sent straight to the channel
+        own = message._headers
+        if DELIVERY_DELAY in own or TIME_TO_LIVE in own or PRIORITY in own:  # sent straight here
             message = addressed(message, {}, NO_OPTIONS, self._clock.now())
         due, expires_at, priority = delivery_of(message)
         self.send_serialized(

@@ -16,8 +16,11 @@ from typing import Any
 
 from ecopy.messaging.message import (
     CORRELATION_ID,
+    DELIVERY_DELAY,
     DELIVERY_OPTIONS,
     PARENT_ID,
+    PRIORITY,
+    TIME_TO_LIVE,
     Message,
     is_internal_header,
 )
@@ -32,8 +35,8 @@ def outgoing_headers(explicit: Mapping[str, Any] | None) -> dict[str, Any]:
         return dict(explicit) if explicit else {}
     source = handled._headers
     headers = {k: v for k, v in source.items() if not is_internal_header(k)}
-    if not DELIVERY_OPTIONS.isdisjoint(headers):  # for the handled message only
-        for key in DELIVERY_OPTIONS:
+    if DELIVERY_DELAY in headers or TIME_TO_LIVE in headers or PRIORITY in headers:
+        for key in DELIVERY_OPTIONS:  # they were for the handled message only
             headers.pop(key, None)
     headers[CORRELATION_ID] = source[CORRELATION_ID]
     headers[PARENT_ID] = source["id"]

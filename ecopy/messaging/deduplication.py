@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from ecopy.errors import EcopyError
 from ecopy.messaging.clock import Clock
+from ecopy.messaging.collector import on_rollback
 from ecopy.messaging.declaration import declare
 from ecopy.messaging.endpoint import Invoker
 from ecopy.messaging.message import Message
@@ -87,7 +88,9 @@ class InMemoryDeduplicationStore(DeduplicationStore):
             self._keys[(scope, key)] = expires_at
             if len(self._keys) % 1024 == 0:
                 self._purge(now)
-            return True
+        # Rolled back with a failed unit of work, as a claim in a database transaction is.
+        on_rollback(lambda: self.release(scope, key))
+        return True
 
     def release(self, scope: str, key: str) -> None:
         with self._lock:

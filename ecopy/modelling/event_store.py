@@ -8,6 +8,7 @@ and stores nothing.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import threading
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from ecopy.errors import ConcurrencyError
+from ecopy.messaging.collector import on_rollback
 
 
 def stale_version_message(what: str, identifier: str, current: int, expected: int) -> str:
@@ -81,13 +83,16 @@ class SnapshotStore(Protocol):
 
 
 class InMemoryEventStore(EventStore):
-    """An event store in memory. Thread-safe; the append check-and-write is atomic."""
+    """An event store in memory. Thread-safe; the append check-and-write is atomic. An append
+    made in a unit of work that fails is undone (``ecopy.messaging.collector``), as a rolled-back
+    database transaction leaves no event behind."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._events: list[StoredEvent] = []
         self._by_aggregate: dict[tuple[str, str], list[StoredEvent]] = {}
         self._streams: dict[str, list[str]] = {}
+        self._next_position = 1
 
     def append(
         self, stream: str, aggregate_id: str, expected_version: int, events: Sequence[NewEvent]
@@ -100,12 +105,13 @@ class InMemoryEventStore(EventStore):
                 raise ConcurrencyError(
                     stale_version_message(stream, aggregate_id, current, expected_version)
                 )
+            first = self._next_position
             stored = [
                 StoredEvent(
                     stream=stream,
                     aggregate_id=aggregate_id,
                     version=expected_version + offset,
-                    position=len(self._events) + offset,
+                    position=first + offset - 1,
                     payload=event.payload,
                     metadata=dict(event.metadata),
                 )
@@ -114,11 +120,32 @@ class InMemoryEventStore(EventStore):
             if not stored:
                 return []
             self._events.extend(stored)
+            self._next_position += len(stored)
             if not existing:
                 self._by_aggregate[key] = existing
                 self._streams.setdefault(stream, []).append(aggregate_id)
             existing.extend(stored)
-            return stored
+        on_rollback(lambda: self._remove(key, stored))
+        return stored
+
+    def _remove(self, key: tuple[str, str], stored: list[StoredEvent]) -> None:
+        """Undo an append: its positions are not given again unless they were the last."""
+        gone = {id(event) for event in stored}
+        with self._lock:
+            if self._events[-len(stored) :] == stored:
+                del self._events[-len(stored) :]
+                self._next_position -= len(stored)
+            else:
+                self._events = [e for e in self._events if id(e) not in gone]
+            remaining = [e for e in self._by_aggregate.get(key, []) if id(e) not in gone]
+            if remaining:
+                self._by_aggregate[key] = remaining
+            elif key in self._by_aggregate:
+                del self._by_aggregate[key]
+                stream, aggregate_id = key
+                self._streams[stream].remove(aggregate_id)
+                if not self._streams[stream]:
+                    del self._streams[stream]
 
     def load(self, stream: str, aggregate_id: str, from_version: int = 1) -> list[StoredEvent]:
         with self._lock:
@@ -136,7 +163,12 @@ class InMemoryEventStore(EventStore):
 
     def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
         with self._lock:
-            return self._events[after_position : after_position + limit]
+            start = bisect.bisect_right(self._events, after_position, key=_position)
+            return self._events[start : start + limit]
+
+
+def _position(event: StoredEvent) -> int:
+    return event.position
 
 
 class InMemorySnapshotStore(SnapshotStore):
@@ -146,7 +178,18 @@ class InMemorySnapshotStore(SnapshotStore):
         self._snapshots: dict[tuple[str, str], Snapshot] = {}
 
     def save(self, stream: str, aggregate_id: str, version: int, state: Any) -> None:
-        self._snapshots[(stream, aggregate_id)] = Snapshot(version, copy.deepcopy(state))
+        key = (stream, aggregate_id)
+        previous = self._snapshots.get(key)
+        saved = self._snapshots[key] = Snapshot(version, copy.deepcopy(state))
+
+        def undo() -> None:
+            if self._snapshots.get(key) is saved:
+                if previous is None:
+                    del self._snapshots[key]
+                else:
+                    self._snapshots[key] = previous
+
+        on_rollback(undo)
 
     def load(self, stream: str, aggregate_id: str) -> Snapshot | None:
         snapshot = self._snapshots.get((stream, aggregate_id))

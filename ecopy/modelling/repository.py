@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from ecopy.errors import ConcurrencyError
+from ecopy.messaging.collector import on_rollback
 from ecopy.messaging.naming import type_name
 from ecopy.modelling.aggregate import AggregateDefinition
 from ecopy.modelling.event_store import (
@@ -54,7 +55,8 @@ class Repository(Protocol):
 
 
 class InMemoryRepository(Repository):
-    """State-stored aggregates in memory, as deep copies (a failed handler leaves no trace)."""
+    """State-stored aggregates in memory, as deep copies (a failed handler leaves no trace); a
+    save made in a unit of work that fails is undone, as a rolled-back transaction's."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -90,7 +92,18 @@ class InMemoryRepository(Repository):
                         expected_version,
                     )
                 )
-            self._documents[key] = (expected_version + 1, stored)
+            previous = self._documents.get(key)
+            saved = self._documents[key] = (expected_version + 1, stored)
+
+        def undo() -> None:
+            with self._lock:
+                if self._documents.get(key) is saved:
+                    if previous is None:
+                        del self._documents[key]
+                    else:
+                        self._documents[key] = previous
+
+        on_rollback(undo)
         return expected_version + 1
 
 

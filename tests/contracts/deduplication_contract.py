@@ -10,15 +10,26 @@ from __future__ import annotations
 import pytest
 
 from ecopy import DeduplicationStore
+from ecopy.messaging.collector import unit_of_work
 
 NOW = 1_772_366_400.0  # 2026-03-01 12:00 UTC
 HOUR = 3600.0
+
+
+class Rollback(Exception):
+    """Fails a unit of work in the contract tests."""
 
 
 class DeduplicationContract:
     @pytest.fixture
     def store(self) -> DeduplicationStore:
         raise NotImplementedError("override the store fixture with a fresh, empty store")
+
+    @pytest.fixture
+    def unit_of_work(self):
+        """A unit of work of the store's kind: in memory by default; a database transaction
+        for a database store (override)."""
+        return unit_of_work
 
     def test_it_implements_the_deduplication_store_port(self, store):
         assert isinstance(store, DeduplicationStore)
@@ -71,3 +82,12 @@ class DeduplicationContract:
 
         assert store.claim("notify_customer", "order-1", NOW, NOW + HOUR) is True
         assert store.claim("notify_customer", "Order-1 ", NOW, NOW + HOUR) is True
+
+    # -- units of work ----------------------------------------------------------------
+
+    def test_a_claim_in_a_unit_of_work_that_fails_is_undone(self, store, unit_of_work):
+        with pytest.raises(Rollback), unit_of_work():
+            assert store.claim("mailer", "m-1", NOW, NOW + HOUR)
+            raise Rollback
+
+        assert store.claim("mailer", "m-1", NOW, NOW + HOUR)  # handled again, not skipped

@@ -14,6 +14,11 @@ from dataclasses import dataclass
 import pytest
 
 from ecopy import ConcurrencyError, EventStore, NewEvent
+from ecopy.messaging.collector import unit_of_work
+
+
+class Rollback(Exception):
+    """Fails a unit of work in the contract tests."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,12 @@ class EventStoreContract:
     @pytest.fixture
     def store(self) -> EventStore:
         raise NotImplementedError("override the store fixture with a fresh, empty EventStore")
+
+    @pytest.fixture
+    def unit_of_work(self):
+        """A unit of work of the store's kind: in memory by default; a database transaction
+        for a database store (override)."""
+        return unit_of_work
 
     # -- append and load ----------------------------------------------------------------
 
@@ -294,3 +305,23 @@ class EventStoreContract:
         assert [(e.position, e.version) for e in after[:1]] == before
         assert [(e.stream, e.version) for e in after] == [(ACCOUNTS, 1), (CARDS, 1)]
         assert after[1].position > after[0].position
+
+    # -- units of work ----------------------------------------------------------------
+
+    def test_an_append_in_a_unit_of_work_that_fails_leaves_no_event(self, store, unit_of_work):
+        store.append(CARDS, "c-1", 0, [opened("c-1")])
+        with pytest.raises(Rollback), unit_of_work():
+            store.append(ACCOUNTS, "a-1", 0, [opened(), deposited(5)])
+            raise Rollback
+
+        assert store.load(ACCOUNTS, "a-1") == []
+        assert [e.stream for e in store.read_all()] == [CARDS]
+        assert "a-1" not in store.aggregate_ids(ACCOUNTS)
+        (again,) = store.append(ACCOUNTS, "a-1", 0, [opened()])  # version 0 is free again
+        assert again.version == 1
+
+    def test_an_append_in_a_unit_of_work_that_succeeds_stays(self, store, unit_of_work):
+        with unit_of_work():
+            store.append(ACCOUNTS, "a-1", 0, [opened()])
+
+        assert [e.version for e in store.load(ACCOUNTS, "a-1")] == [1]

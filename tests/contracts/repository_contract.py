@@ -14,6 +14,11 @@ from typing import Annotated
 import pytest
 
 from ecopy import ConcurrencyError, Identifier, Repository
+from ecopy.messaging.collector import unit_of_work
+
+
+class Rollback(Exception):
+    """Fails a unit of work in the contract tests."""
 
 
 @dataclass
@@ -41,6 +46,12 @@ class RepositoryContract:
     @pytest.fixture
     def repository(self) -> Repository:
         raise NotImplementedError("override the repository fixture with a fresh Repository")
+
+    @pytest.fixture
+    def unit_of_work(self):
+        """A unit of work of the store's kind: in memory by default; a database transaction
+        for a database store (override)."""
+        return unit_of_work
 
     def test_it_implements_the_repository_port_and_handles_the_contract_types(self, repository):
         assert isinstance(repository, Repository)
@@ -194,3 +205,16 @@ class RepositoryContract:
         loaded = repository.find(Basket, basket_key("new"))
         assert loaded is not None
         assert (loaded.aggregate.total, loaded.version) == (wins[0], 1)
+
+    # -- units of work ----------------------------------------------------------------
+
+    def test_a_save_in_a_unit_of_work_that_fails_is_undone(self, repository, unit_of_work):
+        repository.save(Basket, basket_key(), Basket("b-1", ["pen"]), 0)
+        with pytest.raises(Rollback), unit_of_work():
+            repository.save(Basket, basket_key(), Basket("b-1", ["pen", "ink"]), 1)
+            repository.save(Basket, basket_key("b-2"), Basket("b-2"), 0)
+            raise Rollback
+
+        found = repository.find(Basket, basket_key())
+        assert (found.aggregate.items, found.version) == (["pen"], 1)
+        assert repository.find(Basket, basket_key("b-2")) is None

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from ecopy import SnapshotStore
+from ecopy.messaging.collector import unit_of_work
 
 
 @dataclass
@@ -32,6 +33,12 @@ class SnapshotStoreContract:
     @pytest.fixture
     def store(self) -> SnapshotStore:
         raise NotImplementedError("override the store fixture with a fresh SnapshotStore")
+
+    @pytest.fixture
+    def unit_of_work(self):
+        """A unit of work of the store's kind: in memory by default; a database transaction
+        for a database store (override)."""
+        return unit_of_work
 
     def test_it_implements_the_snapshot_store_port(self, store):
         assert isinstance(store, SnapshotStore)
@@ -96,3 +103,19 @@ class SnapshotStoreContract:
         again = store.load(WALLETS, "w-1")
         assert again is not None
         assert again.state == Wallet("w-1", 10, [10])
+
+    # -- units of work ----------------------------------------------------------------
+
+    def test_a_snapshot_saved_in_a_unit_of_work_that_fails_is_undone(self, store, unit_of_work):
+        store.save(WALLETS, "w-1", 3, Wallet("w-1", 30))
+        with pytest.raises(Rollback), unit_of_work():
+            store.save(WALLETS, "w-1", 6, Wallet("w-1", 60))
+            store.save(PURSES, "p-1", 2, Wallet("p-1", 5))
+            raise Rollback
+
+        assert store.load(WALLETS, "w-1").version == 3
+        assert store.load(PURSES, "p-1") is None
+
+
+class Rollback(Exception):
+    """Fails a unit of work in the contract tests."""

@@ -40,6 +40,10 @@ class TestDbalDeduplicationStore(DeduplicationContract):
     def store(self, database):
         return DbalDeduplicationStore(database)
 
+    @pytest.fixture
+    def unit_of_work(self, database):
+        return database.transaction
+
 
 def records(database: Database) -> dict[tuple[str, str], float]:
     with database.engine.connect() as connection:

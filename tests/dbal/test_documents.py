@@ -43,6 +43,10 @@ class TestDbalRepository(RepositoryContract):
     def repository(self, database):
         return DbalRepository(database, Codec(TypeRegistry(), PayloadConversion()))
 
+    @pytest.fixture
+    def unit_of_work(self, database):
+        return database.transaction
+
 
 # -- a bank: an aggregate, a saga and a service that moves money between accounts ----------
 

@@ -99,11 +99,19 @@ class TestDbalEventStore(EventStoreContract):
     def store(self, database):
         return event_store(database)
 
+    @pytest.fixture
+    def unit_of_work(self, database):
+        return database.transaction
+
 
 class TestDbalSnapshotStore(SnapshotStoreContract):
     @pytest.fixture
     def store(self, database):
         return DbalSnapshotStore(database, codec_knowing(*STATE_TYPES))
+
+    @pytest.fixture
+    def unit_of_work(self, database):
+        return database.transaction
 
 
 # -- positions follow commits ---------------------------------------------------------------------
