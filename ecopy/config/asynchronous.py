@@ -3,6 +3,7 @@ that run the handling half, with error handling, retries and dead letters."""
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,9 +13,16 @@ from ecopy.messaging.clock import Clock
 from ecopy.messaging.collector import collecting, send_or_collect
 from ecopy.messaging.consumer import Consumer, PollingConsumer, PollingMetadata
 from ecopy.messaging.dead_letter import DeadLetterStore
-from ecopy.messaging.delivery import CHANNEL, ENDPOINT_ID, DeliveryOptions, addressed
-from ecopy.messaging.endpoint import Endpoint, Invoker
+from ecopy.messaging.delivery import (
+    CHANNEL,
+    ENDPOINT_ID,
+    ROUTING_KEY,
+    DeliveryOptions,
+    addressed,
+)
+from ecopy.messaging.endpoint import Endpoint, EndpointInfo, Invoker
 from ecopy.messaging.message import DELIVERY_DELAY, PRIORITY, TIME_TO_LIVE, Message
+from ecopy.messaging.naming import type_name
 from ecopy.messaging.outage import TransientErrors, never
 from ecopy.messaging.retry import (
     ErrorHandlerConfiguration,
@@ -151,9 +159,11 @@ def build_consumers(
     for name, queue in queues.items():
         handlers: dict[str, Invoker] = {}
         forwards: dict[str, MessageChannel] = {}
+        listening: list[EndpointInfo] = []
         for endpoint_id, route in routes.items():
             if name not in route.channels:
                 continue
+            listening.append(route.endpoint.info)
             position = route.channels.index(name)
             if position + 1 < len(route.channels):
                 forwards[endpoint_id] = channels[route.channels[position + 1]]
@@ -177,8 +187,40 @@ def build_consumers(
             metadata=settings.polling.get(name),
             transactions=transactions,
             transient=_transient_errors(transactions, queue),
+            router=endpoint_router(listening),
         )
     return consumers
+
+
+def endpoint_router(endpoints: Sequence[EndpointInfo]) -> Callable[[Message], list[str]]:
+    """Which of ``endpoints`` take a message that names none (one from another producer): by
+    its routing key (``ecopy.routing_key``, glob patterns for event handlers), or else by its
+    payload's class (an event handler takes a base class too)."""
+
+    def route(message: Message) -> list[str]:
+        key = message._headers.get(ROUTING_KEY)
+        if isinstance(key, str):
+            return [
+                info.endpoint_id
+                for info in endpoints
+                if any(
+                    fnmatch.fnmatchcase(key, pattern) if info.kind == "event" else key == pattern
+                    for pattern in info.routes
+                )
+            ]
+        payload_type = type(message.payload)
+        exact = type_name(payload_type)
+        lineage = {type_name(cls) for cls in payload_type.__mro__ if cls is not object}
+        return [
+            info.endpoint_id
+            for info in endpoints
+            if any(
+                route in lineage if info.kind == "event" else route == exact
+                for route in info.routes
+            )
+        ]
+
+    return route
 
 
 def _transient_errors(*sources: object) -> TransientErrors:

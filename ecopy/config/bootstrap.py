@@ -48,7 +48,7 @@ from ecopy.messaging.deduplication import (
     deduplicating,
     key_function,
 )
-from ecopy.messaging.delivery import DeliveryOptions
+from ecopy.messaging.delivery import ROUTING_KEY, DeliveryOptions
 from ecopy.messaging.endpoint import (
     RANK_AGGREGATE,
     RANK_SAGA,
@@ -76,7 +76,6 @@ from ecopy.modelling.aggregate_handling import (
     target_version_getter,
 )
 from ecopy.modelling.buses import (
-    ROUTING_KEY,
     AsyncCommandBus,
     AsyncEventBus,
     AsyncQueryBus,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import enum
 import logging
 import resource
-import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -40,7 +39,7 @@ from ecopy.messaging.dead_letter import (
     DeadLetterStore,
     new_entry,
 )
-from ecopy.messaging.delivery import CHANNEL, DELIVER_AT, ENDPOINT_ID, RETRY_COUNT
+from ecopy.messaging.delivery import CHANNEL, DELIVER_AT, ENDPOINT_ID, RETRY_COUNT, ROUTING_KEY
 from ecopy.messaging.endpoint import Invoker
 from ecopy.messaging.message import Message
 from ecopy.messaging.outage import Outage, TransientErrors, caused_by, describe, never
@@ -62,7 +61,7 @@ class Step(enum.Enum):
 
 
 # The members as module globals, for the hot path (an Enum member lookup costs ~70 ns).
-_HANDLED, _IDLE = Step.HANDLED, Step.IDLE
+_HANDLED, _IDLE, _SKIPPED = Step.HANDLED, Step.IDLE, Step.SKIPPED
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,6 +109,10 @@ class ConsumerLimitError(EcopyError):
     """A consumer cannot run within the limits it was given."""
 
 
+PAUSE_SLICE_S = 0.1
+"""A pause is slept in slices this long, so that a stop request ends it promptly."""
+
+
 def memory_mb() -> float:
     # ru_maxrss is in kilobytes on Linux.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -123,26 +126,31 @@ class ConsumerLoop:
         self.name = name
         self.clock = clock
         self.transient = transient
-        self._stopping = False  # read by the loop at every step: an attribute, not a call
-        self._stop = threading.Event()  # ends a pause at once
+        self._stopping = False
         self._outage = Outage(name)
 
     def stop(self) -> None:
-        """Stop after the message in hand (or before the first one, when not running yet)."""
+        """Stop after the message in hand (or before the first one, when not running yet).
+
+        Called from a signal handler: it only sets a flag. (Setting a ``threading.Event``
+        there would deadlock when the signal arrives while the same thread holds the event's
+        lock inside ``Event.wait``.)"""
         self._stopping = True
-        self._stop.set()
 
     def is_transient(self, error: BaseException) -> bool:
         return caused_by(error, self.transient)
 
     def pause(self, seconds: float) -> None:
-        """Wait ``seconds``; a stop request ends the wait (a test clock just moves)."""
+        """Wait ``seconds``; a stop request ends the wait within a tenth of a second (a test
+        clock just moves)."""
         if seconds <= 0:
             return
-        if isinstance(self.clock, SystemClock):
-            self._stop.wait(seconds)
-        else:
+        if not isinstance(self.clock, SystemClock):
             self.clock.sleep(seconds)
+            return
+        until = time.monotonic() + seconds
+        while not self._stopping and (left := until - time.monotonic()) > 0:
+            time.sleep(min(left, PAUSE_SLICE_S))
 
     def loop(self, limits: ConsumerLimits, step: Callable[[], Step]) -> int:
         """Call ``step`` until a limit is reached or the consumer is stopped; returns how many
@@ -188,7 +196,6 @@ class ConsumerLoop:
                     break
         finally:
             self._stopping = False
-            self._stop.clear()
         return handled
 
     def _check_memory(self, limits: ConsumerLimits) -> None:
@@ -224,6 +231,7 @@ class PollingConsumer(ConsumerLoop):
         metadata: PollingMetadata | None = None,
         transactions: TransactionManager | None = None,
         transient: TransientErrors = never,
+        router: Callable[[Message], list[str]] | None = None,
     ) -> None:
         """``handlers`` (and ``default``) must acknowledge the message themselves, inside
         their transaction, when the channel has ``acknowledge``; see ``build_consumers``.
@@ -236,6 +244,7 @@ class PollingConsumer(ConsumerLoop):
         self.error_handling = error_handling
         self.final_failure = final_failure
         self.metadata = metadata or PollingMetadata(name)
+        self._router = router
         self._serializer = serializer
         self._dead_letters = dead_letters
         self._channel_named = dead_letter_channel
@@ -265,7 +274,7 @@ class PollingConsumer(ConsumerLoop):
         if message is None:
             return _IDLE
         try:
-            self._process(message)
+            handled = self._process(message)
         except ClaimLost as lost:
             self._claim_lost(lost)
             return Step.SKIPPED
@@ -277,7 +286,7 @@ class PollingConsumer(ConsumerLoop):
                 self.pause(self._outage.failed(error, f"message {message.id} was interrupted"))
                 return Step.SKIPPED
             return self._failed(message, error)
-        return _HANDLED
+        return _HANDLED if handled else _SKIPPED
 
     def _undeliverable(self, undeliverable: UndeliverableMessage) -> None:
         logger.error("consumer %s: %s; stored as a dead letter", self.name, undeliverable)
@@ -286,7 +295,8 @@ class PollingConsumer(ConsumerLoop):
             if undeliverable.acknowledge is not None:
                 undeliverable.acknowledge()
 
-    def _process(self, message: Message) -> None:
+    def _process(self, message: Message) -> bool:
+        """Handle or forward ``message``; ``False`` when it was only addressed (below)."""
         endpoint_id = message._headers.get(ENDPOINT_ID)
         forward = self.forwards.get(endpoint_id) if self.forwards and endpoint_id else None
         if forward is not None:
@@ -296,14 +306,44 @@ class PollingConsumer(ConsumerLoop):
             forward.send(message.with_headers({CHANNEL: forward.name}))
             if self._acknowledge is not None:
                 self._acknowledge(message)
-            return
+            return True
         handler = self.handlers.get(endpoint_id) if endpoint_id is not None else self.default
         if handler is None:
+            if endpoint_id is None:
+                self._address(message)
+                return False
             raise NoEndpointForMessage(
                 f"message {message.id} on channel {self.channel.name!r} is addressed to "
                 f"endpoint {endpoint_id!r}, which this application does not have here"
             )
         handler(message)
+        return True
+
+    def _address(self, message: Message) -> None:
+        """A message that names no endpoint (from another producer) goes back to the channel
+        as one copy for each endpoint here that takes it, by its routing key or its type, as
+        the application's own sends do; each is then handled, retried and dead-lettered on
+        its own. The copies and the removal of the original commit together."""
+        targets = self._router(message) if self._router is not None else []
+        if not targets:
+            key = message._headers.get(ROUTING_KEY)
+            what = (
+                f"routing key {key!r}"
+                if key is not None
+                else f"a {type(message.payload).__qualname__} payload"
+            )
+            raise NoEndpointForMessage(
+                f"message {message.id} on channel {self.channel.name!r} names no endpoint "
+                f"(header {ENDPOINT_ID!r}), and no handler on this channel takes {what}; send "
+                f"it with the routing key or the type name of a handler that listens here"
+            )
+        with self._transaction():
+            for endpoint_id in targets:
+                self.channel.send(
+                    message.with_headers({ENDPOINT_ID: endpoint_id, CHANNEL: self.channel.name})
+                )
+            if self._acknowledge is not None:
+                self._acknowledge(message)
 
     def _claim_lost(self, lost: ClaimLost) -> None:
         logger.warning(

@@ -32,6 +32,8 @@ from ecopy.messaging.message import (
 F = TypeVar("F")
 
 ENDPOINT_ID: Final = "ecopy.endpoint_id"
+#: The routing key of a message sent with ``send_with_routing`` / ``publish_with_routing``.
+ROUTING_KEY: Final = "ecopy.routing_key"
 CHANNEL: Final = "ecopy.channel"
 DELIVER_AT: Final = "ecopy.deliver_at"
 EXPIRES_AT: Final = "ecopy.expires_at"

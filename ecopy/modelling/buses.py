@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any
 
 from ecopy.messaging.context import outgoing_headers
+from ecopy.messaging.delivery import ROUTING_KEY
 from ecopy.messaging.endpoint import Invoker
 from ecopy.messaging.message import TIMESTAMP, Message, build_message
 from ecopy.modelling.routing import EventRouter, PointToPointRouter
-
-ROUTING_KEY: Final = "ecopy.routing_key"
 
 
 def _not_ready(message: Message) -> Any:

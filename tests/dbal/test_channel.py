@@ -5,6 +5,7 @@ consumers that lose their database connection."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,7 +31,7 @@ from ecopy import (
 )
 from ecopy.messaging.channel import ClaimLost
 from ecopy.messaging.conversion import PayloadConversion
-from ecopy.messaging.naming import TypeRegistry
+from ecopy.messaging.naming import TypeRegistry, type_name
 from ecopy.messaging.serialization import MessageSerializer
 from ecopy_dbal.channel import DbalChannel, DbalQueue, messages
 from ecopy_dbal.database import Database
@@ -637,3 +638,21 @@ def test_delivery_headers_of_a_send_are_honoured_by_the_database_queue(make_app)
     clock.advance(timedelta(seconds=30))
     assert app.run("orders", finish_when_no_messages=True) == 1
     assert shipping.shipped == ["urgent", "plain", "late"]
+
+
+def test_a_row_written_by_another_program_without_an_endpoint_is_routed_by_its_type(make_app):
+    app, shipping = orders_app(make_app)
+    app.channel("orders").send_serialized(
+        json.dumps(
+            {
+                "type": type_name(OrderPlaced),
+                "payload": {"order_id": "o-ext"},
+                "headers": {"id": "ext-1"},
+            }
+        )
+    )
+
+    assert app.run("orders", finish_when_no_messages=True) == 1
+
+    assert shipping.shipped == ["o-ext"]
+    assert count(database_of(app), messages) == 0
