@@ -1,5 +1,9 @@
-"""Wiring asynchronous endpoints: the sending half that runs in the caller, and the consumers
-that run the handling half, with error handling, retries and dead letters."""
+"""The asynchronous module: the sending half of an ``@asynchronous`` endpoint runs in the
+caller, and consumers run the handling half, with error handling, retries and dead letters.
+
+It takes the extension objects ``QueueChannel``, ``CombinedMessageChannel``,
+``PollingMetadata``, ``ErrorHandlerConfiguration`` and ``InstantRetryConfiguration``.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,13 @@ from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
-from ecopy.messaging.channel import MessageChannel, PollableChannel
+from ecopy.config.handlers import EndpointPlan
+from ecopy.config.modules import ModuleContext
+from ecopy.messaging.channel import MessageChannel, PollableChannel, QueueChannel
 from ecopy.messaging.clock import Clock
 from ecopy.messaging.collector import collecting, send_or_collect
 from ecopy.messaging.consumer import Consumer, PollingConsumer, PollingMetadata
-from ecopy.messaging.dead_letter import DeadLetterStore
+from ecopy.messaging.dead_letter import DEAD_LETTER_CHANNEL, DeadLetterStore
 from ecopy.messaging.delivery import (
     CHANNEL,
     ENDPOINT_ID,
@@ -21,6 +27,7 @@ from ecopy.messaging.delivery import (
     addressed,
 )
 from ecopy.messaging.endpoint import Endpoint, EndpointInfo, Invoker
+from ecopy.messaging.interceptor import compile_chain
 from ecopy.messaging.message import DELIVERY_DELAY, PRIORITY, TIME_TO_LIVE, Message
 from ecopy.messaging.naming import type_name
 from ecopy.messaging.outage import TransientErrors, never
@@ -243,3 +250,132 @@ def _then_acknowledge(invoker: Invoker, acknowledge: Callable[[Message], None]) 
         return result
 
     return handle_and_acknowledge
+
+
+class AsynchronousModule:
+    """Registered by bootstrap for every application."""
+
+    def register(self, context: ModuleContext) -> None:
+        settings = AsynchronousSettings(
+            error_handlers=context.extensions_of(ErrorHandlerConfiguration),
+            polling={m.endpoint_id: m for m in context.extensions_of(PollingMetadata)},
+            instant_retry=context.extension(InstantRetryConfiguration)
+            or InstantRetryConfiguration(),
+            combined={
+                c.name: tuple(c.channels) for c in context.extensions_of(CombinedMessageChannel)
+            },
+        )
+        for declared in context.extensions_of(QueueChannel):
+            context.add_channel(declared.name, declared.build(context.serializer, context.clock))
+        routes: dict[str, AsynchronousRoute] = {}
+        context.add_endpoint_stage(lambda plan: _asynchronous(context, settings, routes, plan))
+        context.add_consumers(lambda: _consumers(context, settings, routes))
+        context.add_check(lambda: _error_handling_problems(context, settings))
+
+
+def _asynchronous(
+    context: ModuleContext,
+    settings: AsynchronousSettings,
+    routes: dict[str, AsynchronousRoute],
+    plan: EndpointPlan,
+) -> Endpoint | None:
+    """Split an asynchronous endpoint: presend interceptors and the send run in the caller;
+    the other interceptors and the handler run in the consumer."""
+    info = plan.info
+    modifiers = plan.definition.modifiers
+    channels = modifiers.get("asynchronous")
+    if channels is not None and info.kind == "query":
+        context.problems.append(
+            f"query handler {info.handler} is @asynchronous, but a query must answer its "
+            f"caller; remove @asynchronous"
+        )
+        channels = None
+    for option in ("delayed", "time_to_live"):
+        if option in modifiers and channels is None:
+            context.problems.append(
+                f"handler {info.handler} has @{option} but is not @asynchronous; delivery "
+                f"options apply to messages sent to a channel"
+            )
+    if channels is None or context.asynchronous_inline:
+        return None
+    route = settings.route(channels)
+    queues = context.queues
+    missing = [name for name in route if name not in queues]
+    if missing:
+        context.problems.append(
+            f"asynchronous handler {info.handler} uses channel(s) "
+            f"{', '.join(repr(m) for m in missing)}, which are not declared; add e.g. "
+            f"QueueChannel({missing[0]!r}) to the extensions"
+        )
+        return None
+    handling = [i for i in plan.interceptors if i.kind != "presend"]
+    routes[info.endpoint_id] = AsynchronousRoute(plan.handling(context, handling), route)
+    if not plan.definition.routed:
+        # Chosen by another endpoint in the consumer (a factory its action chooses): it is
+        # never sent to by itself.
+        return Endpoint(info, context.handling[info.endpoint_id], plan.output)
+    target = getattr(plan.definition.owner, "target", None)
+    identity = target(plan.definition) if target is not None else None
+    sender = sending_invoker(
+        info.endpoint_id,
+        queues[route[0]],
+        DeliveryOptions.of(modifiers),
+        context.clock,
+        identity[0] if identity else None,
+        identity[1] if identity else None,
+    )
+    presends = [i for i in plan.interceptors if i.kind == "presend"]
+    return Endpoint.sending(info, compile_chain(sender, info, presends))
+
+
+def _consumers(
+    context: ModuleContext, settings: AsynchronousSettings, routes: dict[str, AsynchronousRoute]
+) -> dict[str, Consumer]:
+    queues = context.queues
+    internal = {
+        e.info.input_channel: e
+        for e in context.endpoints
+        if e.info.kind == "internal" and e.info.input_channel in queues
+    }
+    dead_letters = context.dead_letter_store
+    assert dead_letters is not None
+    return build_consumers(
+        queues=queues,
+        routes=routes,
+        internal=internal,
+        channels=context.channels,
+        settings=settings,
+        clock=context.clock,
+        serializer=context.serializer,
+        dead_letters=dead_letters,
+        channel_named=context.channel_named,
+        transactions=context.transactions_if_any,
+        without_transaction=context.without_transaction,
+    )
+
+
+def _error_handling_problems(context: ModuleContext, settings: AsynchronousSettings) -> list[str]:
+    problems: list[str] = []
+    known = {handler.error_channel for handler in settings.error_handlers}
+    for handler in settings.error_handlers:
+        target = handler.dead_letter_channel
+        if target not in (None, DEAD_LETTER_CHANNEL) and target not in context.channels:
+            problems.append(
+                f"ErrorHandlerConfiguration({handler.error_channel!r}) sends failed messages "
+                f"to channel {target!r}, which does not exist; declare it, or leave "
+                f"dead_letter_channel as the default dead-letter store"
+            )
+    for metadata in settings.polling.values():
+        if metadata.error_channel is not None and metadata.error_channel not in known:
+            problems.append(
+                f"PollingMetadata({metadata.endpoint_id!r}) uses error channel "
+                f"{metadata.error_channel!r}, but no ErrorHandlerConfiguration has it; known: "
+                f"{', '.join(sorted(known)) or 'none'}"
+            )
+    for name in settings.polling:
+        if name not in context.consumers:
+            problems.append(
+                f"PollingMetadata names consumer {name!r}, which does not exist; known "
+                f"consumers: {', '.join(sorted(context.consumers)) or 'none'}"
+            )
+    return problems

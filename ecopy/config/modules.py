@@ -1,8 +1,12 @@
-"""Modules: how adapter packages plug into bootstrap without the core importing them.
+"""Modules: how every capability plugs into bootstrap.
 
-An extension object with a ``register(context)`` method is a module. Bootstrap calls it once
-with a :class:`ModuleContext`, through which it adds channels, replaces the in-memory stores,
-provides transactions and makes values injectable into handlers by annotation::
+An object with a ``register(context)`` method is a module. Bootstrap registers the core's own
+modules (aggregates and sagas, asynchronous processing, scheduling), then every module among
+the extension objects, in the order given. Through the :class:`ModuleContext` a module takes
+the extension objects it understands, adds channels, stores, transactions and injectable
+values, and hooks into the later steps of the build: how the handlers of a class are called,
+what becomes of a compiled endpoint, which consumers exist, and which checks report problems.
+The build then runs in one fixed sequence (see ``docs/modules.md``)::
 
     @dataclass(frozen=True)
     class MyConfiguration:
@@ -12,22 +16,44 @@ provides transactions and makes values injectable into handlers by annotation::
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from ecopy.config.container import Container
+from ecopy.messaging.binding import ArgumentBinder
 from ecopy.messaging.channel import MessageChannel, PollableChannel
 from ecopy.messaging.clock import Clock
+from ecopy.messaging.consumer import Consumer
 from ecopy.messaging.conversion import PayloadConversion
 from ecopy.messaging.dead_letter import DeadLetterStore
 from ecopy.messaging.deduplication import DeduplicationStore
+from ecopy.messaging.endpoint import Endpoint, Invoker
 from ecopy.messaging.naming import TypeRegistry
 from ecopy.messaging.serialization import MessageSerializer
-from ecopy.messaging.transaction import TransactionManager
+from ecopy.messaging.transaction import NoTransactions, TransactionManager
 from ecopy.modelling.event_store import EventStore, SnapshotStore
 from ecopy.modelling.repository import Repository
 
+if TYPE_CHECKING:
+    from ecopy.config.handlers import EndpointPlan, HandlerDefinition, HandlerOwner
+    from ecopy.config.scanning import DeclaredMember
+
 T = TypeVar("T")
+
+#: Given a class whose methods handle messages, the owner that calls them (an aggregate or a
+#: saga loaded by identifier, say), or ``None`` when the module does not own that class.
+OwnerResolver = Callable[[type[Any]], "HandlerOwner | None"]
+#: Turns a compiled endpoint plan into the endpoint the buses call, or ``None`` to leave it
+#: to the next stage (asynchronous processing sends it to a channel).
+EndpointStage = Callable[["EndpointPlan"], "Endpoint | None"]
+#: Changes an endpoint plan before the endpoint stages (wraps its core, adds interceptors).
+EndpointDecorator = Callable[["EndpointPlan"], None]
+#: Called with every handler definition before compiling; returns the definitions to compile.
+DefinitionsHook = Callable[[list["HandlerDefinition"]], list["HandlerDefinition"]]
+#: Called once every endpoint is compiled; returns consumers by name.
+ConsumerFactory = Callable[[], Mapping[str, Consumer]]
+#: Called last; returns the configuration problems it finds.
+Check = Callable[[], Iterable[str]]
 
 
 @runtime_checkable
@@ -42,20 +68,32 @@ class ModuleContext:
         self,
         *,
         extensions: tuple[Any, ...],
+        targets: tuple[Any, ...],
+        members: tuple[DeclaredMember, ...],
         container: Container,
+        binder: ArgumentBinder,
         clock: Clock,
         names: TypeRegistry,
         conversion: PayloadConversion,
         serializer: MessageSerializer,
         problems: list[str],
+        asynchronous_inline: bool = False,
     ) -> None:
         self.extensions = extensions
+        self.targets = targets
+        """The classes and functions given to bootstrap or found by scanning."""
+        self.members = members
+        """Their declared members: handlers, interceptors, scheduled methods."""
         self.container = container
+        self.binder = binder
         self.clock = clock
         self.names = names
         self.conversion = conversion
         self.serializer = serializer
         self.problems = problems
+        self.asynchronous_inline = asynchronous_inline
+        """Flow tests that do not enable asynchronous processing run ``@asynchronous``
+        handlers in the caller."""
         self.channels: dict[str, MessageChannel] = {}
         self.repositories: list[Repository] = []
         self.dead_letter_store: DeadLetterStore | None = None
@@ -67,14 +105,43 @@ class ModuleContext:
         self.transactional_parameters: set[type[Any]] = set()
         self.closers: list[Callable[[], None]] = []
         self.added_services: list[object] = []
+        self.owner_resolvers: list[OwnerResolver] = []
+        self.definition_hooks: list[DefinitionsHook] = []
+        self.endpoint_decorators: list[EndpointDecorator] = []
+        self.endpoint_stages: list[EndpointStage] = []
+        self.consumer_factories: list[ConsumerFactory] = []
+        self.checks: list[Check] = []
+        self.ready_hooks: list[Callable[[], None]] = []
+        self.endpoints: list[Endpoint] = []
+        """Every compiled endpoint, once compiled."""
+        self.handling: dict[str, Invoker] = {}
+        """The chain that handles a message for each endpoint id, where it is handled: in the
+        caller, or in the consumer for an asynchronous endpoint."""
+        self.consumers: dict[str, Consumer] = {}
+        """Every consumer, once the consumer factories ran (for checks)."""
+        self.without_transaction: set[str] = set()
+        """Endpoint ids whose handlers opted out of transactions (``@without_transaction``)."""
+        self._claimed: set[int] = set()
         self._shared: dict[Any, Any] = {}
+
+    # -- extension objects --------------------------------------------------------------
 
     def extension(self, kind: type[T]) -> T | None:
         """The first extension object of ``kind``, wherever it is in the list."""
-        for extension in self.extensions:
-            if isinstance(extension, kind):
-                return extension
-        return None
+        found = self.extensions_of(kind)
+        return found[0] if found else None
+
+    def extensions_of(self, kind: type[T]) -> list[T]:
+        """Every extension object of ``kind``, in order. Taking them tells bootstrap they are
+        understood: an extension object no module takes is reported as a problem."""
+        found = [e for e in self.extensions if isinstance(e, kind)]
+        self._claimed.update(id(e) for e in found)
+        return found
+
+    def unclaimed_extensions(self) -> list[Any]:
+        return [
+            e for e in self.extensions if id(e) not in self._claimed and not isinstance(e, Module)
+        ]
 
     def shared(self, key: Any, create: Callable[[], T]) -> T:
         """One value per application for ``key``, created on first use: lets several
@@ -84,10 +151,17 @@ class ModuleContext:
         value: T = self._shared[key]
         return value
 
+    # -- channels, services and stores ---------------------------------------------------
+
     def add_channel(self, name: str, channel: MessageChannel | PollableChannel) -> None:
         if name in self.channels:
             self.problems.append(f"channel {name!r} is declared twice")
         self.channels[name] = channel
+
+    @property
+    def queues(self) -> dict[str, PollableChannel]:
+        """The channels consumers poll."""
+        return {n: c for n, c in self.channels.items() if isinstance(c, PollableChannel)}
 
     def add_service(self, instance: object) -> None:
         """Make ``instance`` injectable into handlers (by type) and findable with
@@ -132,3 +206,55 @@ class ModuleContext:
         self.providers[annotation] = provider
         if in_transaction:
             self.transactional_parameters.add(annotation)
+
+    # -- hooks into the later steps ------------------------------------------------------
+
+    def on_ready(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` once every module is registered and the stores are chosen (services
+        given to bootstrap first, then modules, then in memory): ``dead_letter_store``,
+        ``deduplication_store``, ``event_store``, ``snapshot_store``, ``repositories`` and
+        ``transactions`` then hold what the application uses."""
+        self.ready_hooks.append(hook)
+
+    def own_handlers(self, resolver: OwnerResolver) -> None:
+        """Call the handlers of the classes ``resolver`` owns through the owner it returns
+        (aggregates and sagas: load by identifier, call, save) instead of on a service."""
+        self.owner_resolvers.append(resolver)
+
+    def on_definitions(self, hook: DefinitionsHook) -> None:
+        """See, and adjust, every handler definition before the endpoints are compiled."""
+        self.definition_hooks.append(hook)
+
+    def decorate_endpoints(self, decorator: EndpointDecorator) -> None:
+        """Change every endpoint plan (its core invoker, its interceptors) before the endpoint
+        stages build it: every endpoint, synchronous or not, passes through each decorator."""
+        self.endpoint_decorators.append(decorator)
+
+    def add_endpoint_stage(self, stage: EndpointStage) -> None:
+        """Decide what becomes of each compiled endpoint plan; the first stage that returns an
+        endpoint wins, and a plan no stage takes is called in the caller."""
+        self.endpoint_stages.append(stage)
+
+    def add_consumers(self, factory: ConsumerFactory) -> None:
+        """Contribute consumers, built once every endpoint is compiled."""
+        self.consumer_factories.append(factory)
+
+    def add_check(self, check: Check) -> None:
+        """Report configuration problems once everything is built; they are raised together
+        with every other problem in one ``ConfigurationError``."""
+        self.checks.append(check)
+
+    # -- what modules read after registration ---------------------------------------------
+
+    @property
+    def transactions_if_any(self) -> TransactionManager | None:
+        manager = self.transactions
+        return None if manager is None or isinstance(manager, NoTransactions) else manager
+
+    def channel_named(self, name: str) -> MessageChannel:
+        from ecopy.errors import ConfigurationError
+
+        channel = self.channels.get(name)
+        if channel is None:
+            raise ConfigurationError([f"channel {name!r} does not exist"])
+        return channel

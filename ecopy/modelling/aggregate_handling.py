@@ -5,8 +5,9 @@
   aggregate's identifier.
 * An action (instance method) loads the aggregate by the identifier the message carries,
   calls the method, saves the aggregate, and publishes the events it recorded or returned.
-* When one aggregate has both a factory and an action for the same message, the action runs
-  if the aggregate exists, the factory otherwise.
+* When one aggregate has both a factory and an action for the same message, they stay two
+  endpoints, each with its own interceptors; ``choosing`` runs the action's chain if the
+  aggregate exists and the factory's otherwise, loading the aggregate once.
 
 Events published from aggregates carry ``aggregate.id``, ``aggregate.type`` and
 ``aggregate.version`` headers. A save based on a stale version raises ``ConcurrencyError``
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +29,7 @@ from ecopy.errors import (
     IdentifierNotFound,
 )
 from ecopy.messaging.context import outgoing_headers
-from ecopy.messaging.message import Message, new_message_id
+from ecopy.messaging.message import ID, Message, new_message_id
 from ecopy.messaging.naming import type_name
 from ecopy.modelling.aggregate import AggregateDefinition, TargetVersion, WithEvents
 from ecopy.modelling.buses import EventBus
@@ -300,6 +302,17 @@ def compile_aggregate_invoker(
 
     def invoke(message: Message) -> Any:
         identifier = only_action.identifier(message)
+        preloaded = _preloaded.get()
+        if (
+            preloaded is not None
+            and preloaded[0] == message._headers[ID]
+            and identifier is not None
+            and preloaded[1] == identifier
+        ):
+            # The factory-or-action choice loaded it a moment ago, in this transaction; only
+            # once: an interceptor that proceeds again (a retry) reloads.
+            _preloaded.set(None)
+            return act(only_action, message, identifier, preloaded[2])
         if identifier is None:
             if factory is not None:
                 return create(factory, message)
@@ -318,3 +331,36 @@ def compile_aggregate_invoker(
         return act(only_action, message, identifier, loaded)
 
     return invoke
+
+
+#: The aggregate ``choosing`` loaded for the action it is about to run: (message id,
+#: identifier, loaded), so the action does not load it again.
+_preloaded: ContextVar[tuple[str, Mapping[str, Any], Loaded] | None] = ContextVar(
+    "ecopy_preloaded_aggregate", default=None
+)
+
+
+def choosing(
+    store: AggregateStore,
+    action: AggregateHandler,
+    run_action: Callable[[Message], Any],
+    run_factory: Callable[[Message], Any],
+) -> Callable[[Message], Any]:
+    """A factory and an action of one aggregate for the same message: run the action's
+    endpoint chain (its interceptors included) when the aggregate exists, the factory's
+    otherwise. The aggregate is loaded once."""
+
+    def choose(message: Message) -> Any:
+        identifier = action.identifier(message)
+        if identifier is None:
+            return run_factory(message)
+        loaded = store.load(action.definition, identifier)
+        if loaded is None:
+            return run_factory(message)
+        token = _preloaded.set((message._headers[ID], identifier, loaded))
+        try:
+            return run_action(message)
+        finally:
+            _preloaded.reset(token)
+
+    return choose

@@ -18,6 +18,7 @@ from ecopy import (
     without_transaction,
 )
 from ecopy.config.modules import ModuleContext
+from ecopy.messaging.endpoint import Endpoint
 
 
 class Tenant:
@@ -134,3 +135,89 @@ def test_module_problems_are_reported_with_the_others():
 
     assert "Broken needs a licence key" in str(raised.value)
     assert "unknown extension object" in str(raised.value)
+
+
+# -- the hooks every capability uses (issue 10 §1) ---------------------------------------------
+
+
+class Ticker:
+    """A consumer a module contributes: counts its runs."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.runs = 0
+
+    def run(self, limits) -> int:  # type: ignore[no-untyped-def]
+        self.runs += 1
+        return 0
+
+    def stop(self) -> None:
+        pass
+
+
+@dataclass
+class HookModule:
+    seen: dict[str, object] = field(default_factory=dict)
+    ticker: Ticker = field(default_factory=lambda: Ticker("ticks"))
+
+    def register(self, context: ModuleContext) -> None:
+        context.on_ready(lambda: self.seen.setdefault("dead_letters", context.dead_letter_store))
+
+        def shout(plan) -> None:  # type: ignore[no-untyped-def]
+            if plan.info.endpoint_id == "Greeter.greet":
+                core = plan.core
+                plan.core = lambda message: str(core(message)).upper()
+
+        def refuse_shout(plan):  # type: ignore[no-untyped-def]
+            if plan.info.endpoint_id == "Greeter.shout":
+                return Endpoint(plan.info, lambda message: "stage took it", None)
+            return None
+
+        context.decorate_endpoints(shout)
+        context.add_endpoint_stage(refuse_shout)
+        context.add_consumers(lambda: {self.ticker.name: self.ticker})
+        context.add_check(lambda: [f"hook check saw {len(context.endpoints)} endpoints"])
+
+
+def build_with(*extensions: object):  # type: ignore[no-untyped-def]
+    return ecopy.bootstrap(
+        classes=[Greeter],
+        config=ServiceConfiguration(extensions=[TenancyModule(), *extensions]),
+    )
+
+
+def test_hooks_decorate_endpoints_build_them_add_consumers_and_report_checks():
+    module = HookModule()
+
+    with pytest.raises(ConfigurationError, match="hook check saw 2 endpoints"):
+        build_with(module)
+
+    assert isinstance(module.seen["dead_letters"], InMemoryDeadLetterStore)  # the module's
+
+
+@dataclass
+class QuietHookModule(HookModule):
+    def register(self, context: ModuleContext) -> None:
+        super().register(context)
+        context.checks.clear()
+
+
+def test_a_decorated_core_and_a_stage_built_endpoint_are_what_the_buses_call():
+    module = QuietHookModule()
+    app = build_with(module)
+
+    assert app.command_bus.send(Greet("ann")) == "HELLO ANN FROM ACME"
+    assert app.command_bus.send(Shout("bob")) == "stage took it"
+    app.run("ticks")
+    assert module.ticker.runs == 1
+    assert [c.name for c in app.list_consumers()] == ["ticks"]
+
+
+@dataclass(frozen=True)
+class NotUnderstood:
+    pass
+
+
+def test_an_extension_no_module_takes_is_a_problem():
+    with pytest.raises(ConfigurationError, match="no ecopy module handles NotUnderstood"):
+        build_with(NotUnderstood())

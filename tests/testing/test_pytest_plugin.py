@@ -30,7 +30,7 @@ def test_the_plugin_is_loaded_from_the_installed_package(request):
     distributions = [
         dist.project_name for _, dist in request.config.pluginmanager.list_plugin_distinfo()
     ]
-    assert "ecopy" in distributions
+    assert "ecopy-messaging" in distributions
 
 
 def test_ecopy_flow_builds_a_flow_for_the_given_classes(ecopy_flow):

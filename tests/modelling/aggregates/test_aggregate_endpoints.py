@@ -259,7 +259,7 @@ class BoxInterceptor:
         journal("before box")
 
 
-def test_a_factory_and_an_action_for_the_same_command_are_one_endpoint_call(journal):
+def test_an_interceptor_selecting_the_aggregate_runs_around_its_factory_and_its_action(journal):
     flow = bootstrap_flow_testing(classes=[Box, BoxInterceptor], services=[journal])
 
     flow.send_command(Touch("b-1")).send_command(Touch("b-1"))
