@@ -51,6 +51,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -174,38 +175,47 @@ class Supervisor:
         self._outcome = RunOutcome({name: 0 for name in spec.consumers})
         self._stop_requests = 0
         self._stops_passed_on = 0
-        # A stop request writes a byte here, which wakes the supervision loop at once.
-        self._wake_up, self._wake_up_writer = os.pipe()
-        os.set_blocking(self._wake_up, False)
-        os.set_blocking(self._wake_up_writer, False)
+        # While ``run`` runs, a stop request writes a byte to this pipe, which wakes the
+        # supervision loop at once: (read end, write end).
+        self._wake_up: tuple[int, int] | None = None
 
     def stop(self) -> None:
         """Stop every worker after its messages in hand; safe in a signal handler."""
         self._stop_requests += 1
-        with contextlib.suppress(BlockingIOError):  # the pipe is full: a wake-up is pending
-            os.write(self._wake_up_writer, b"\0")
+        wake_up = self._wake_up
+        if wake_up is not None:
+            with contextlib.suppress(BlockingIOError):  # the pipe is full: a wake-up is pending
+                os.write(wake_up[1], b"\0")
 
     @property
     def stopping(self) -> bool:
         return self._stop_requests > 0
 
     def run(self) -> RunOutcome:
+        wake_up = os.pipe()
+        for end in wake_up:
+            os.set_blocking(end, False)
+        self._wake_up = wake_up
         try:
             for worker in self._workers:
-                self._start(worker)
+                if self.stopping:  # a signal came before all had started
+                    worker.ended = True
+                else:
+                    self._start(worker)
             while True:
                 for worker in self._workers:
                     self._look_after(worker)
                 if all(worker.ended for worker in self._workers):
                     return self._outcome
                 self._pass_stop_on()
-                self._wait()
+                self._wait(wake_up[0])
         except BaseException:
             self._abandon()
             raise
         finally:
-            os.close(self._wake_up)
-            os.close(self._wake_up_writer)
+            self._wake_up = None
+            for end in wake_up:
+                os.close(end)
 
     def _look_after(self, worker: _Worker) -> None:
         if worker.process is not None and worker.process.exitcode is not None:
@@ -221,7 +231,8 @@ class Supervisor:
     def _start(self, worker: _Worker) -> None:
         reader, writer = self._context.Pipe(duplex=False)
         process = self._context.Process(target=work, args=(self._spec, writer), name=worker.name)
-        process.start()
+        with _deaf_to_ctrl_c():
+            process.start()
         writer.close()  # the worker holds its own end
         worker.process, worker.report = process, reader
         worker.started_at, worker.restart_at = time.monotonic(), None
@@ -237,14 +248,14 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(worker.process.pid, signal.SIGTERM)
 
-    def _wait(self) -> None:
-        handles: list[Any] = [self._wake_up]
+    def _wait(self, wake_up: int) -> None:
+        handles: list[Any] = [wake_up]
         handles.extend(w.process.sentinel for w in self._workers if w.process is not None)
         restarts = [w.restart_at for w in self._workers if w.restart_at is not None]
         timeout = max(0.0, min(restarts) - time.monotonic()) if restarts else None
         multiprocessing.connection.wait(handles, timeout)
         with contextlib.suppress(BlockingIOError):
-            while os.read(self._wake_up, 512):
+            while os.read(wake_up, 512):
                 pass
 
     def _ended(self, worker: _Worker) -> None:
@@ -270,10 +281,11 @@ class Supervisor:
                     self.stop()
             return
         if report is None:
-            self._outcome.unreported += 1
             if self.stopping and code in (-signal.SIGTERM, -signal.SIGINT):
-                worker.ended = True  # stopped before it could catch the signal: nothing started
+                # Stopped before ``work`` caught the signal: before it took any message.
+                worker.ended = True
                 return
+            self._outcome.unreported += 1
         what = f"could not start: {report['cannot_start']}" if report else _death(code)
         if self.stopping:
             self._outcome.errors.append(f"{worker.name} {what} while the workers were stopping")
@@ -301,6 +313,23 @@ class Supervisor:
         for worker in self._workers:
             if worker.process is not None:
                 worker.process.join()
+
+
+@contextlib.contextmanager
+def _deaf_to_ctrl_c() -> Iterator[None]:
+    """A worker process started in the block ignores SIGINT until ``work`` listens to it.
+
+    Ctrl-C in a terminal reaches the whole process group, and would kill a worker still
+    importing with a ``KeyboardInterrupt`` traceback; the supervisor passes the stop on as
+    SIGTERM anyway. (A SIGINT to the supervisor in these few milliseconds is lost.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _read_report(reader: Connection) -> dict[str, Any] | None:
