@@ -27,7 +27,7 @@ import click
 from ecopy.cli.app_loading import ApplicationReference, pass_application
 from ecopy.cli.consumer_threads import ConsumerThreads, RunLimits, RunOutcome
 from ecopy.cli.stderr_logging import WORKER_LOG_FORMAT, logging_to_stderr
-from ecopy.cli.stopping import stop_signals
+from ecopy.cli.stopping import StopSignals, stop_signals
 from ecopy.cli.worker_processes import Supervisor, WorkerSpec
 from ecopy.config.system import MessagingSystem
 from ecopy.messaging.channel import InMemoryQueue
@@ -72,7 +72,7 @@ logger = logging.getLogger("ecopy.cli")
     "--memory-limit-mb",
     type=click.IntRange(min=1),
     metavar="N",
-    help="Stop once the process has used N megabytes of memory.",
+    help="Each consumer loop stops once its process has used N megabytes of memory.",
 )
 @click.option(
     "--stop-on-error",
@@ -110,61 +110,38 @@ def run_command(
         system = application.load()
         check_consumers(system, consumers)
         check_copies(system, consumers, processes=processes, threads=threads)
+        outcome: RunOutcome | None
         if processes > 1:
-            # The workers load the application themselves (see worker_processes).
-            system.close()
+            system.close()  # the workers load the application themselves (worker_processes)
             spec = WorkerSpec(application.reference or "", consumers, threads, run_limits, level)
-            supervisor = Supervisor(spec, processes)
-            if stop.stop_on_signal(supervisor):
-                _stopped_before_start(consumers)
-                return
-            with logging_to_stderr(level, WORKER_LOG_FORMAT):
-                logger.info(
-                    "%d worker processes running %s in %d thread%s each; SIGTERM or Ctrl-C "
-                    "stops them after the messages in hand",
-                    processes,
-                    ", ".join(consumers),
-                    threads,
-                    "" if threads == 1 else "s",
-                )
-                outcome = supervisor.run()
-                if outcome.unreported:
-                    logger.warning(
-                        "the totals below leave out what %d worker process%s that died had handled",
-                        outcome.unreported,
-                        "" if outcome.unreported == 1 else "es",
-                    )
-            _report(outcome)
-            return
-        if len(consumers) == 1 and threads == 1:
-            (consumer,) = consumers
-            if stop.stop_on_signal(system._consumer(consumer)):
-                _stopped_before_start(consumers)
-                return
-            handled = _run(system, consumer, level, run_limits)
-            _report(RunOutcome({consumer: handled}))
-            return
-        runner = ConsumerThreads(system, consumers, threads=threads, limits=run_limits)
-        if stop.stop_on_signal(runner):
-            _stopped_before_start(consumers)
-            return
-        with logging_to_stderr(level):
-            logger.info(
-                "consumers %s running in %d thread%s each; SIGTERM or Ctrl-C stops them",
-                ", ".join(consumers),
-                threads,
-                "" if threads == 1 else "s",
-            )
-            outcome = runner.run()
-    _report(outcome)
+            outcome = _supervise(Supervisor(spec, processes), stop, spec, processes)
+        elif len(consumers) == 1 and threads == 1:
+            outcome = _run_here(system, consumers[0], stop, level, run_limits)
+        else:
+            runner = ConsumerThreads(system, consumers, threads=threads, limits=run_limits)
+            outcome = _run_in_threads(runner, stop, consumers, threads, level)
+    if outcome is None:
+        for consumer in consumers:
+            click.echo(f"Consumer {consumer} stopped before handling any message.")
+        return
+    for consumer, handled in outcome.handled.items():
+        noun = "message" if handled == 1 else "messages"
+        click.echo(f"Consumer {consumer} stopped after handling {handled} {noun}.")
+    if outcome.errors:
+        raise click.ClickException("\n".join(outcome.errors))
 
 
-def _run(system: MessagingSystem, consumer: str, level: int, limits: RunLimits) -> int:
-    """One consumer in this thread: ``app.run``, with its signal handling."""
+def _run_here(
+    system: MessagingSystem, consumer: str, stop: StopSignals, level: int, limits: RunLimits
+) -> RunOutcome | None:
+    """One consumer in this thread: ``app.run``, with its signal handling; ``None`` when a
+    signal came while the application was loading."""
+    if stop.stop_on_signal(system._consumer(consumer)):
+        return None
     with logging_to_stderr(level):
         logger.info("consumer %s running; SIGTERM or Ctrl-C stops it", consumer)
         try:
-            return system.run(consumer, **vars(limits))
+            handled = system.run(consumer, **vars(limits))
         except ConsumerLimitError as error:
             raise click.ClickException(str(error)) from None
         except Exception as error:
@@ -174,20 +151,52 @@ def _run(system: MessagingSystem, consumer: str, level: int, limits: RunLimits) 
             raise click.ClickException(
                 f"Consumer {consumer!r} stopped: {type(error).__name__}: {error}"
             ) from None
+    return RunOutcome({consumer: handled})
 
 
-def _stopped_before_start(consumers: Sequence[str]) -> None:
-    for consumer in consumers:
-        click.echo(f"Consumer {consumer} stopped before handling any message.")
+def _run_in_threads(
+    runner: ConsumerThreads,
+    stop: StopSignals,
+    consumers: Sequence[str],
+    threads: int,
+    level: int,
+) -> RunOutcome | None:
+    if stop.stop_on_signal(runner):
+        return None
+    with logging_to_stderr(level):
+        logger.info(
+            "consumers %s running in %s; SIGTERM or Ctrl-C stops them",
+            ", ".join(consumers),
+            _threads(threads, "each"),
+        )
+        return runner.run()
 
 
-def _report(outcome: RunOutcome) -> None:
-    """The messages each consumer handled, on stdout; then the errors (exit status 1)."""
-    for consumer, handled in outcome.handled.items():
-        noun = "message" if handled == 1 else "messages"
-        click.echo(f"Consumer {consumer} stopped after handling {handled} {noun}.")
-    if outcome.errors:
-        raise click.ClickException("\n".join(outcome.errors))
+def _supervise(
+    supervisor: Supervisor, stop: StopSignals, spec: WorkerSpec, processes: int
+) -> RunOutcome | None:
+    if stop.stop_on_signal(supervisor):
+        return None
+    with logging_to_stderr(spec.log_level, WORKER_LOG_FORMAT):
+        logger.info(
+            "%d worker processes running %s in %s; SIGTERM or Ctrl-C stops them after the "
+            "messages in hand",
+            processes,
+            ", ".join(spec.consumers),
+            _threads(spec.threads, "each"),
+        )
+        outcome = supervisor.run()
+        if outcome.unreported:
+            logger.warning(
+                "the totals below leave out what %d worker process%s that died had handled",
+                outcome.unreported,
+                "" if outcome.unreported == 1 else "es",
+            )
+    return outcome
+
+
+def _threads(count: int, suffix: str) -> str:
+    return f"{count} thread{'' if count == 1 else 's'} {suffix}"
 
 
 def check_consumers(system: MessagingSystem, names: Sequence[str]) -> None:
