@@ -139,6 +139,24 @@ def test_worker_processes_drain_a_database_queue_handling_each_message_once(
     assert process.pid not in handling_processes(database_url)
 
 
+@pytest.mark.parametrize("database_url", ON_SQLITE, indirect=True)
+def test_a_worker_stopped_by_an_error_stops_the_command(database_url: str) -> None:
+    queue(database_url, jobs=30)
+
+    with ecopy_process(
+        "run", "jobs", "--processes", "2", env=app_env(database_url, WORKERS_FAILING_JOB="3")
+    ) as process:
+        stdout, stderr = process.communicate(timeout=90)
+
+    assert process.returncode == 1
+    assert "Error: Consumer 'jobs' stopped: RuntimeError: job 3 failed" in stderr
+    assert "stopped by an error; the other workers stop after the message in hand" in stderr
+    assert stdout.startswith("Consumer jobs stopped after handling ")
+    done = handled(database_url, "jobs")
+    assert set(done.values()) == {1}
+    assert queued_jobs(database_url) == {number for number in range(30) if number not in done}
+
+
 @pytest.mark.parametrize("database_url", ON_POSTGRES, indirect=True)
 def test_sigterm_lets_every_worker_finish_the_message_in_hand(
     database_url: str, tmp_path: Path, invoke: Invoke
