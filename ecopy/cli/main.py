@@ -3,13 +3,15 @@
     ecopy --app shop.app:system list
     ECOPY_APP=shop.app:create_system ecopy graph --format mermaid
     ecopy --app shop.app:system run orders --finish-when-no-messages
+    ecopy --app shop.app:system run orders emails --processes 2 --threads 4
     ecopy --app shop.app:system dead-letter list
 
 The application is loaded only by the commands that need it, so ``--help`` always works.
 Exit status: 0 on success, 2 for usage errors (an unknown consumer or dead letter is one: the
 error lists the known names), 1 when the application cannot be loaded or a command fails.
 
-Each command group lives in its own module (``running``, ``dead_letters``) and is added to
+Each command group lives in its own module (``running``, ``dead_letters``; ``run`` has its
+threads in ``consumer_threads`` and its worker processes in ``worker_processes``) and is added to
 :func:`cli` here. Adapter packages add theirs (``ecopy db``) through the ``ecopy.cli`` entry
 point group, so the core never imports them.
 """

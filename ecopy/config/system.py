@@ -176,6 +176,29 @@ class MessagingSystem:
 
         SIGTERM and SIGINT stop the consumer after the message in hand.
         """
+        limits = self._limits(
+            name,
+            handled_message_limit=handled_message_limit,
+            execution_time_limit_ms=execution_time_limit_ms,
+            memory_limit_mb=memory_limit_mb,
+            stop_on_error=stop_on_error,
+            finish_when_no_messages=finish_when_no_messages,
+        )
+        consumer = self._consumer(name)
+        with _graceful_stop(consumer):
+            return consumer.run(limits)
+
+    def _limits(
+        self,
+        name: str,
+        *,
+        handled_message_limit: int | None = None,
+        execution_time_limit_ms: int | None = None,
+        memory_limit_mb: int | None = None,
+        stop_on_error: bool = False,
+        finish_when_no_messages: bool = False,
+    ) -> ConsumerLimits:
+        """The limits of a run of consumer ``name``: those given, else its ``PollingMetadata``."""
         consumer = self._consumer(name)
         metadata = getattr(consumer, "metadata", None)
 
@@ -184,7 +207,7 @@ class MessagingSystem:
                 return given
             return getattr(metadata, name)
 
-        limits = ConsumerLimits(
+        return ConsumerLimits(
             handled_message_limit=pick(handled_message_limit, "handled_message_limit"),
             execution_time_limit_ms=pick(execution_time_limit_ms, "execution_time_limit_ms"),
             memory_limit_mb=pick(memory_limit_mb, "memory_limit_mb"),
@@ -193,8 +216,6 @@ class MessagingSystem:
             or bool(metadata and metadata.finish_when_no_messages),
             poll_interval_ms=metadata.poll_interval_ms if metadata else 100,
         )
-        with _graceful_stop(consumer):
-            return consumer.run(limits)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ outage lasts (see ``ecopy.messaging.outage``).
 
 from __future__ import annotations
 
+import copy
 import enum
 import logging
 import resource
@@ -257,6 +258,19 @@ class PollingConsumer(ConsumerLoop):
         self._release_unhandled: Callable[[], None] | None = getattr(
             channel, "release_unhandled", None
         )
+
+    def replica(self) -> PollingConsumer:
+        """Another consumer of the same channel for the same endpoints, with a run state of its
+        own (its stop flag, its outage back-off), to run this consumer in several threads at
+        once: one replica per thread. One object must not run in two threads at a time, since a
+        stop request, or the end of one run, would reach the other run half-way.
+
+        The channel and the handlers are shared, so the channel must hand each message to one
+        thread (``InMemoryQueue`` takes them under a lock; ``DbalQueue`` claims rows) and the
+        services the handlers use must be safe to call from several threads."""
+        twin = copy.copy(self)
+        ConsumerLoop.__init__(twin, self.name, self.clock, self.transient)
+        return twin
 
     def run(self, limits: ConsumerLimits) -> int:
         try:

@@ -289,3 +289,26 @@ def test_the_ignore_strategy_drops_a_failed_message_with_a_log(caplog):
 def test_an_unknown_final_failure_strategy_is_refused():
     with pytest.raises(ValueError, match="final_failure_strategy must be"):
         QueueChannel("billing", final_failure_strategy="retry-forever")
+
+
+# -- replicas: one consumer in several threads -------------------------------------------
+
+
+def test_a_replica_has_a_stop_request_of_its_own_and_shares_the_channel():
+    billing = Billing()
+    app = billing_app(billing)
+    send_invoices(app, "o-1", "o-2", "o-3")
+    consumer = app._consumer("billing")
+    replica = consumer.replica()
+    finish = app._limits("billing", finish_when_no_messages=True)
+
+    replica.stop()  # as a signal does while the replica is starting: it takes nothing
+
+    assert replica.run(finish) == 0
+    assert consumer.run(finish) == 3  # the stop request was the replica's alone
+    assert billing.invoiced == ["o-1", "o-2", "o-3"]
+    assert (replica.name, replica.channel, replica.handlers) == (
+        consumer.name,
+        consumer.channel,
+        consumer.handlers,
+    )
