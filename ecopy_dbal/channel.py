@@ -61,6 +61,7 @@ from ecopy.messaging.delivery import ENDPOINT_ID, NO_OPTIONS, addressed, deliver
 from ecopy.messaging.message import DELIVERY_DELAY, PRIORITY, TIME_TO_LIVE, Message
 from ecopy.messaging.outage import describe
 from ecopy.messaging.serialization import MessageSerializer
+from ecopy.messaging.status import ChannelStatus
 from ecopy_dbal.configuration import database_of
 from ecopy_dbal.database import Database
 from ecopy_dbal.schema import Key, LongText, Timestamp, database_now, metadata
@@ -266,6 +267,7 @@ class _Statements:
             messages.update().where(owned).values(claimed_until=None, claim_token=None)
         )
         self.renew_owned = messages.update().where(owned).values(claimed_until=until)
+        self.status = _status_query(queue, now)
 
     def claim(self, count: int) -> _DriverStatement:
         """The ``UPDATE`` that claims ``count`` rows: ``id_0`` ... by ``token``."""
@@ -282,6 +284,22 @@ class _Statements:
                 self.dialect,
             )
         return statement
+
+
+def _status_query(queue: str, now: sa.ColumnElement[Any]) -> sa.Select[int, int, int]:
+    """One pass over the queue's rows counting waiting, due and in-flight messages."""
+    visible = sa.or_(messages.c.claimed_until.is_(None), messages.c.claimed_until <= now)
+    alive = sa.or_(messages.c.expires_at.is_(None), messages.c.expires_at > now)
+    delivered = sa.or_(messages.c.deliver_at.is_(None), messages.c.deliver_at <= now)
+
+    def count(*conditions: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+        return sa.func.count(sa.case((sa.and_(*conditions), 1)))
+
+    return sa.select(
+        count(visible, alive).label("waiting"),
+        count(visible, alive, delivered).label("due"),
+        count(sa.not_(visible)).label("in_flight"),
+    ).where(messages.c.queue == queue)
 
 
 class _DriverStatement:
@@ -630,6 +648,20 @@ class DbalQueue:
                 )
         with self._lock:
             self._renewing = False
+
+    # -- status -------------------------------------------------------------------------
+
+    def channel_status(self) -> ChannelStatus:
+        """The messages waiting, due and in flight now (see ``ecopy.messaging.status``), by
+        the database's clock, in one query. In flight counts the rows claimed by any consumer
+        (prefetched ones included) whose claim has not expired."""
+        parameters = {} if self._sql.database_time else {"now": self._clock.now()}
+        row = self._database.run(
+            lambda connection: connection.execute(self._sql.status, parameters).one()
+        )
+        return ChannelStatus(
+            self.name, waiting=int(row.waiting), due=int(row.due), in_flight=int(row.in_flight)
+        )
 
     def close(self) -> None:
         """Stop renewing claims (the application is closing)."""
