@@ -64,7 +64,16 @@ from ecopy.messaging.serialization import MessageSerializer
 from ecopy.messaging.status import ChannelStatus
 from ecopy_dbal.configuration import database_of
 from ecopy_dbal.database import Database
-from ecopy_dbal.schema import Key, LongText, Timestamp, database_now, metadata
+from ecopy_dbal.schema import (
+    Key,
+    LongText,
+    Timestamp,
+    database_now,
+    database_now_plus,
+    driver_timestamp,
+    epoch_of,
+    metadata,
+)
 
 logger = logging.getLogger("ecopy.dbal.channel")
 
@@ -220,14 +229,15 @@ class _Statements:
             messages.c.id.in_(sa.bindparam("ids", expanding=True)),
         )
         if now is None:
-            now = sa.bindparam("now", type_=sa.Double())
-            until: sa.ColumnElement[float] = sa.bindparam("until", type_=sa.Double())
-            due_at: sa.ColumnElement[Any] = sa.bindparam("deliver_at", type_=sa.Double())
-            dies_at: sa.ColumnElement[Any] = sa.bindparam("expires_at", type_=sa.Double())
+            now = sa.bindparam("now", type_=Timestamp())
+            until: sa.ColumnElement[float] = sa.bindparam("until", type_=Timestamp())
+            due_at: sa.ColumnElement[Any] = sa.bindparam("deliver_at", type_=Timestamp())
+            dies_at: sa.ColumnElement[Any] = sa.bindparam("expires_at", type_=Timestamp())
         else:
-            until = now + sa.bindparam("timeout", type_=sa.Double())
-            due_at = now + sa.bindparam("delay", type_=sa.Double())
-            dies_at = now + sa.bindparam("ttl", type_=sa.Double())
+            later = partial(database_now_plus, dialect.name)
+            until = later(sa.bindparam("timeout", type_=sa.Double()))
+            due_at = later(sa.bindparam("delay", type_=sa.Double()))
+            dies_at = later(sa.bindparam("ttl", type_=sa.Double()))
         self.insert = messages.insert().values(
             queue=queue,
             body=sa.bindparam("body"),
@@ -492,9 +502,9 @@ class DbalQueue:
                 if not rows:
                     return [], dropped
                 local = self._local()
-                now = float(rows[0].now)
+                now = _epoch(rows[0].now)
                 claims = [
-                    _Claimed(row.id, token, _text(row.body), row.expires_at, now, local)
+                    _Claimed(row.id, token, _text(row.body), epoch_of(row.expires_at), now, local)
                     for row in rows
                 ]
                 expired = [c for c in claims if c.expires_at is not None and c.expires_at <= now]
@@ -513,11 +523,16 @@ class DbalQueue:
             self._log_expired(claimed.row_id, claimed.body)
         return live
 
-    def _time_parameters(self) -> dict[str, float]:
+    def _time_parameters(self) -> dict[str, Any]:
+        """The time parameters of the claim: the visibility timeout (the database adds it to
+        its clock), or with a test clock its times as the driver takes them."""
         if self._sql.database_time:
             return {"timeout": self.visibility_timeout_s}
-        now = self._clock.now()
-        return {"now": now, "until": now + self.visibility_timeout_s}
+        now, dialect = self._clock.now(), self._database.dialect
+        return {
+            "now": driver_timestamp(now, dialect),
+            "until": driver_timestamp(now + self.visibility_timeout_s, dialect),
+        }
 
     def _log_expired(self, row_id: int, body: str) -> None:
         logger.warning(
@@ -687,6 +702,13 @@ class DbalQueue:
         )
 
 
+def _epoch(value: Any) -> float:
+    seconds = epoch_of(value)
+    if seconds is None:
+        raise ValueError("the database returned no current time")
+    return seconds
+
+
 def _text(body: str | bytes) -> str:
     return body if isinstance(body, str) else body.decode("utf-8", "replace")
 
@@ -716,7 +738,7 @@ def _release(connection: Connection, sql: _Statements, rows: list[_Claimed]) -> 
 
 
 def _renew(
-    connection: Connection, *, sql: _Statements, rows: list[_Claimed], now: dict[str, float]
+    connection: Connection, *, sql: _Statements, rows: list[_Claimed], now: dict[str, Any]
 ) -> None:
     for token, ids in _by_token(rows).items():
         connection.execute(sql.renew_owned, {"token": token, "ids": ids, **now})
