@@ -685,7 +685,7 @@ def build_psycopg_relay(db: BenchDatabase, sizes: Sizes) -> list[Workload]:
 
 DRAIN_PREFETCH = 10
 """The consumer's prefetch: ``DbalChannel``'s default."""
-PG_NOW = "CAST(EXTRACT(EPOCH FROM statement_timestamp()) AS DOUBLE PRECISION)"
+PG_NOW = "statement_timestamp()"
 """The database clock expression ecopy's queue uses on PostgreSQL (``ecopy_dbal.schema``)."""
 
 
@@ -749,8 +749,8 @@ def build_psycopg_drain(db: BenchDatabase, sizes: Sizes) -> list[Workload]:
         f"ORDER BY priority DESC, id LIMIT %s FOR UPDATE SKIP LOCKED"
     )
     mark = (
-        f"UPDATE ecopy_messages SET claimed_until = {PG_NOW} + %s, claim_token = %s "
-        f"WHERE id = ANY(%s)"
+        f"UPDATE ecopy_messages SET claimed_until = {PG_NOW} + make_interval(0, 0, 0, 0, 0, 0, "
+        f"%s), claim_token = %s WHERE id = ANY(%s)"
     )
     acknowledge = "DELETE FROM ecopy_messages WHERE claim_token = %s AND id = ANY(%s)"
 

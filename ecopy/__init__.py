@@ -48,6 +48,7 @@ from ecopy.messaging.retry import (
     RetryTemplate,
 )
 from ecopy.messaging.scheduling import scheduled
+from ecopy.messaging.status import ChannelStatus
 from ecopy.messaging.transaction import TransactionManager, without_transaction
 from ecopy.modelling.aggregate import (
     AggregateVersion,
@@ -95,6 +96,7 @@ __all__ = [
     "AsyncCommandBus",
     "AsyncEventBus",
     "AsyncQueryBus",
+    "ChannelStatus",
     "Clock",
     "CombinedMessageChannel",
     "CommandBus",

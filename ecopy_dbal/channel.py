@@ -61,9 +61,19 @@ from ecopy.messaging.delivery import ENDPOINT_ID, NO_OPTIONS, addressed, deliver
 from ecopy.messaging.message import DELIVERY_DELAY, PRIORITY, TIME_TO_LIVE, Message
 from ecopy.messaging.outage import describe
 from ecopy.messaging.serialization import MessageSerializer
+from ecopy.messaging.status import ChannelStatus
 from ecopy_dbal.configuration import database_of
 from ecopy_dbal.database import Database
-from ecopy_dbal.schema import Key, LongText, Timestamp, database_now, metadata
+from ecopy_dbal.schema import (
+    Key,
+    LongText,
+    Timestamp,
+    database_now,
+    database_now_plus,
+    driver_timestamp,
+    epoch_of,
+    metadata,
+)
 
 logger = logging.getLogger("ecopy.dbal.channel")
 
@@ -219,14 +229,15 @@ class _Statements:
             messages.c.id.in_(sa.bindparam("ids", expanding=True)),
         )
         if now is None:
-            now = sa.bindparam("now", type_=sa.Double())
-            until: sa.ColumnElement[float] = sa.bindparam("until", type_=sa.Double())
-            due_at: sa.ColumnElement[Any] = sa.bindparam("deliver_at", type_=sa.Double())
-            dies_at: sa.ColumnElement[Any] = sa.bindparam("expires_at", type_=sa.Double())
+            now = sa.bindparam("now", type_=Timestamp())
+            until: sa.ColumnElement[float] = sa.bindparam("until", type_=Timestamp())
+            due_at: sa.ColumnElement[Any] = sa.bindparam("deliver_at", type_=Timestamp())
+            dies_at: sa.ColumnElement[Any] = sa.bindparam("expires_at", type_=Timestamp())
         else:
-            until = now + sa.bindparam("timeout", type_=sa.Double())
-            due_at = now + sa.bindparam("delay", type_=sa.Double())
-            dies_at = now + sa.bindparam("ttl", type_=sa.Double())
+            later = partial(database_now_plus, dialect.name)
+            until = later(sa.bindparam("timeout", type_=sa.Double()))
+            due_at = later(sa.bindparam("delay", type_=sa.Double()))
+            dies_at = later(sa.bindparam("ttl", type_=sa.Double()))
         self.insert = messages.insert().values(
             queue=queue,
             body=sa.bindparam("body"),
@@ -266,6 +277,7 @@ class _Statements:
             messages.update().where(owned).values(claimed_until=None, claim_token=None)
         )
         self.renew_owned = messages.update().where(owned).values(claimed_until=until)
+        self.status = _status_query(queue, now)
 
     def claim(self, count: int) -> _DriverStatement:
         """The ``UPDATE`` that claims ``count`` rows: ``id_0`` ... by ``token``."""
@@ -282,6 +294,22 @@ class _Statements:
                 self.dialect,
             )
         return statement
+
+
+def _status_query(queue: str, now: sa.ColumnElement[Any]) -> sa.Select[int, int, int]:
+    """One pass over the queue's rows counting waiting, due and in-flight messages."""
+    visible = sa.or_(messages.c.claimed_until.is_(None), messages.c.claimed_until <= now)
+    alive = sa.or_(messages.c.expires_at.is_(None), messages.c.expires_at > now)
+    delivered = sa.or_(messages.c.deliver_at.is_(None), messages.c.deliver_at <= now)
+
+    def count(*conditions: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+        return sa.func.count(sa.case((sa.and_(*conditions), 1)))
+
+    return sa.select(
+        count(visible, alive).label("waiting"),
+        count(visible, alive, delivered).label("due"),
+        count(sa.not_(visible)).label("in_flight"),
+    ).where(messages.c.queue == queue)
 
 
 class _DriverStatement:
@@ -474,9 +502,9 @@ class DbalQueue:
                 if not rows:
                     return [], dropped
                 local = self._local()
-                now = float(rows[0].now)
+                now = _epoch(rows[0].now)
                 claims = [
-                    _Claimed(row.id, token, _text(row.body), row.expires_at, now, local)
+                    _Claimed(row.id, token, _text(row.body), epoch_of(row.expires_at), now, local)
                     for row in rows
                 ]
                 expired = [c for c in claims if c.expires_at is not None and c.expires_at <= now]
@@ -495,11 +523,16 @@ class DbalQueue:
             self._log_expired(claimed.row_id, claimed.body)
         return live
 
-    def _time_parameters(self) -> dict[str, float]:
+    def _time_parameters(self) -> dict[str, Any]:
+        """The time parameters of the claim: the visibility timeout (the database adds it to
+        its clock), or with a test clock its times as the driver takes them."""
         if self._sql.database_time:
             return {"timeout": self.visibility_timeout_s}
-        now = self._clock.now()
-        return {"now": now, "until": now + self.visibility_timeout_s}
+        now, dialect = self._clock.now(), self._database.dialect
+        return {
+            "now": driver_timestamp(now, dialect),
+            "until": driver_timestamp(now + self.visibility_timeout_s, dialect),
+        }
 
     def _log_expired(self, row_id: int, body: str) -> None:
         logger.warning(
@@ -631,6 +664,20 @@ class DbalQueue:
         with self._lock:
             self._renewing = False
 
+    # -- status -------------------------------------------------------------------------
+
+    def channel_status(self) -> ChannelStatus:
+        """The messages waiting, due and in flight now (see ``ecopy.messaging.status``), by
+        the database's clock, in one query. In flight counts the rows claimed by any consumer
+        (prefetched ones included) whose claim has not expired."""
+        parameters = {} if self._sql.database_time else {"now": self._clock.now()}
+        row = self._database.run(
+            lambda connection: connection.execute(self._sql.status, parameters).one()
+        )
+        return ChannelStatus(
+            self.name, waiting=int(row.waiting), due=int(row.due), in_flight=int(row.in_flight)
+        )
+
     def close(self) -> None:
         """Stop renewing claims (the application is closing)."""
         self._closed.set()
@@ -653,6 +700,13 @@ class DbalQueue:
             f"DbalQueue({self.name!r}, visibility_timeout_s={self.visibility_timeout_s}, "
             f"prefetch={self.prefetch})"
         )
+
+
+def _epoch(value: Any) -> float:
+    seconds = epoch_of(value)
+    if seconds is None:
+        raise ValueError("the database returned no current time")
+    return seconds
 
 
 def _text(body: str | bytes) -> str:
@@ -684,7 +738,7 @@ def _release(connection: Connection, sql: _Statements, rows: list[_Claimed]) -> 
 
 
 def _renew(
-    connection: Connection, *, sql: _Statements, rows: list[_Claimed], now: dict[str, float]
+    connection: Connection, *, sql: _Statements, rows: list[_Claimed], now: dict[str, Any]
 ) -> None:
     for token, ids in _by_token(rows).items():
         connection.execute(sql.renew_owned, {"token": token, "ids": ids, **now})

@@ -34,9 +34,16 @@ _url_option = click.option(
 @_url_option
 @click.pass_obj
 def setup_command(application: ApplicationReference, url: str | None) -> None:
-    """Create the tables that do not exist yet (safe to run again)."""
+    """Create the tables that do not exist yet (safe to run again).
+
+    Tables made by an older ecopy that store times as numbers are refused, with a pointer to
+    the migration note (docs/dbal.md, "Upgrading"); nothing is created then.
+    """
     engine = _engine(application, url)
-    names = schema.setup(engine)
+    try:
+        names = schema.setup(engine)
+    except schema.OutdatedSchema as error:
+        raise click.ClickException(str(error)) from None
     click.echo(f"ecopy tables ready in {_shown(engine)}: {', '.join(names)}")
 
 

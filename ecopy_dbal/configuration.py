@@ -36,7 +36,8 @@ class DbalConfiguration:
 
     ``url`` or ``engine`` names the database (default: ``sqlite:///ecopy.sqlite3``).
     ``auto_setup`` creates the missing tables at bootstrap (default: on for SQLite, off for
-    servers, where ``ecopy db setup`` does it). ``lock_timeout_s`` and
+    servers, where ``ecopy db setup`` does it); either refuses tables an older ecopy made that
+    need converting (docs/dbal.md, "Upgrading"). ``lock_timeout_s`` and
     ``idle_in_transaction_timeout_s`` bound how long a statement waits for a lock and how long
     a transaction may sit idle on PostgreSQL and MariaDB/MySQL (``None``: the server's own),
     for an engine built from ``url``. The other options choose what lives in the database
@@ -139,6 +140,9 @@ def database_of(context: ModuleContext, *, needed_by: str | None = None) -> Data
         return None
     try:
         return context.shared(Database, configuration.create_database)
+    except schema.OutdatedSchema as error:
+        context.problems.append(f"DbalConfiguration: {error}")
+        return None
     except Exception as error:
         context.problems.append(
             f"DbalConfiguration: the database cannot be used ({type(error).__name__}: {error}); "

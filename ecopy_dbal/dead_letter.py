@@ -101,6 +101,11 @@ class DbalDeadLetterStore(DeadLetterStore):
         query = sa.select(sa.func.count()).select_from(dead_letters)
         return self._database.run(lambda connection: int(connection.execute(query).scalar_one()))
 
+    def count_by_channel(self) -> dict[str, int]:
+        query = sa.select(dead_letters.c.channel, sa.func.count()).group_by(dead_letters.c.channel)
+        rows = self._database.run(lambda connection: connection.execute(query).all())
+        return {channel: int(count) for channel, count in rows}
+
     def delete(self, entry_id: str) -> bool:
         statement = dead_letters.delete().where(dead_letters.c.id == entry_id)
         deleted = self._database.run(lambda connection: connection.execute(statement).rowcount)

@@ -10,10 +10,10 @@ The application is loaded only by the commands that need it, so ``--help`` alway
 Exit status: 0 on success, 2 for usage errors (an unknown consumer or dead letter is one: the
 error lists the known names), 1 when the application cannot be loaded or a command fails.
 
-Each command group lives in its own module (``running``, ``dead_letters``; ``run`` has its
-threads in ``consumer_threads`` and its worker processes in ``worker_processes``) and is added to
-:func:`cli` here. Adapter packages add theirs (``ecopy db``) through the ``ecopy.cli`` entry
-point group, so the core never imports them.
+Each command group lives in its own module (``running``, ``dead_letters``, ``status``; ``run``
+has its threads in ``consumer_threads`` and its worker processes in ``worker_processes``) and
+is added to :func:`cli` here. Adapter packages add theirs (``ecopy db``) through the
+``ecopy.cli`` entry point group, so the core never imports them.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ecopy.cli.dead_letters import dead_letter_group
 from ecopy.cli.graph import render_mermaid, render_text, routing_graph
 from ecopy.cli.listing import print_listing
 from ecopy.cli.running import run_command
+from ecopy.cli.status import status_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,6 +72,7 @@ def graph_command(application: ApplicationReference, output_format: str) -> None
 
 cli.add_command(run_command)
 cli.add_command(dead_letter_group)
+cli.add_command(status_command)
 
 
 def _add_adapter_commands() -> None:

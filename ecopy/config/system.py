@@ -18,6 +18,7 @@ from ecopy.messaging.consumer import Consumer, ConsumerLimits, PollingConsumer
 from ecopy.messaging.dead_letter import DeadLetter
 from ecopy.messaging.endpoint import Endpoint, EndpointInfo
 from ecopy.messaging.naming import TypeRegistry
+from ecopy.messaging.status import ChannelStatus, channel_statuses
 from ecopy.modelling.aggregate_handling import AggregateStore
 from ecopy.modelling.buses import (
     AsyncCommandBus,
@@ -132,6 +133,16 @@ class MessagingSystem:
         except KeyError:
             known = ", ".join(sorted(self._channels)) or "none"
             raise EcopyError(f"Unknown channel {name!r}; known channels: {known}") from None
+
+    def channel_status(self, *names: str) -> list[ChannelStatus]:
+        """How many messages the named pollable channels (all of them, by default) hold:
+        waiting, due, in flight and dead-lettered; what ``ecopy status`` shows. An unknown
+        name raises ``UnknownChannel`` listing the known ones.
+
+        >>> [(s.channel, s.due) for s in app.channel_status("orders")]  # doctest: +SKIP
+        [('orders', 3)]
+        """
+        return channel_statuses(self._channels, self.dead_letter.store, names)
 
     def list_consumers(self) -> list[ConsumerInfo]:
         """The consumers that ``run`` can start, by name."""

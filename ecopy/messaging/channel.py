@@ -15,13 +15,16 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from ecopy.errors import EcopyError
 from ecopy.messaging.clock import Clock
 from ecopy.messaging.delivery import NO_OPTIONS, addressed, delivery_of
 from ecopy.messaging.message import DELIVERY_DELAY, PRIORITY, TIME_TO_LIVE, Message
 from ecopy.messaging.serialization import MessageSerializer
+
+if TYPE_CHECKING:
+    from ecopy.messaging.status import ChannelStatus
 
 logger = logging.getLogger("ecopy.channel")
 
@@ -197,6 +200,22 @@ class InMemoryQueue:
         body = self._serializer.serialize(message)
         with self._lock:
             heapq.heappush(self._ready, (-priority, next(self._front), body, expires_at))
+
+    def channel_status(self) -> ChannelStatus:
+        """The messages waiting and due now (see ``ecopy.messaging.status``). In flight is
+        always 0: ``receive`` hands a message over for good, there is no claim to hold."""
+        from ecopy.messaging.status import ChannelStatus  # status.py builds on this module
+
+        with self._lock:
+            now = self._clock.now()
+            ready = [expires for *_, expires in self._ready if expires is None or expires > now]
+            delayed = [
+                deliver_at
+                for deliver_at, *_, expires in self._delayed
+                if expires is None or expires > now
+            ]
+        due = len(ready) + sum(1 for deliver_at in delayed if deliver_at <= now)
+        return ChannelStatus(self.name, waiting=len(ready) + len(delayed), due=due, in_flight=0)
 
     def __len__(self) -> int:
         with self._lock:

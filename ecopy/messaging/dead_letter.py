@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -88,6 +89,19 @@ class DeadLetterStore(Protocol):
 
     def count(self) -> int: ...
 
+    def count_by_channel(self) -> dict[str, int]:
+        """How many entries failed on each channel (channels without entries left out).
+
+        Stores count with one query; this fallback, for a store written before the method
+        existed, pages through ``list``."""
+        counts: dict[str, int] = {}
+        offset = 0
+        while entries := self.list(limit=500, offset=offset):
+            for entry in entries:
+                counts[entry.channel] = counts.get(entry.channel, 0) + 1
+            offset += len(entries)
+        return counts
+
     def delete(self, entry_id: str) -> bool: ...
 
     def delete_all(self) -> int: ...
@@ -113,6 +127,10 @@ class InMemoryDeadLetterStore(DeadLetterStore):
     def count(self) -> int:
         with self._lock:
             return len(self._entries)
+
+    def count_by_channel(self) -> dict[str, int]:
+        with self._lock:
+            return dict(Counter(entry.channel for entry in self._entries.values()))
 
     def delete(self, entry_id: str) -> bool:
         with self._lock:

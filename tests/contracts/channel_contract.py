@@ -6,6 +6,8 @@ contract's ``clock`` (a ``ControlledClock``) and ``serializer``. Besides ``send`
 ``receive``, a channel offers ``send_serialized(body, ...)`` (raw bytes, as another process or
 a broker would deliver them) and ``return_message(message)`` (put a message back at the head).
 
+Its ``channel_status()`` counts the messages waiting (due and delayed, not expired) and due.
+
 Delivery headers are honoured: ``ecopy.deliver_at`` (not before), ``ecopy.expires_at`` (dropped
 after, with a WARNING log naming the channel), ``ecopy.priority`` (higher first, FIFO within).
 """
@@ -27,6 +29,7 @@ from ecopy.messaging.delivery import DELIVER_AT, EXPIRES_AT
 from ecopy.messaging.delivery import QUEUE_PRIORITY as PRIORITY
 from ecopy.messaging.naming import TypeRegistry
 from ecopy.messaging.serialization import MessageSerializer
+from ecopy.messaging.status import ChannelStatus, StatusReportingChannel
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -190,6 +193,54 @@ class ChannelContract:
         clock.advance(timedelta(seconds=59))
 
         assert received_ids(channel) == ["fresh"]
+
+    # -- status (ecopy status) ------------------------------------------------------------
+
+    def test_it_reports_its_status(self, channel):
+        assert isinstance(channel, StatusReportingChannel)
+        assert channel.channel_status() == ChannelStatus("parcels", waiting=0, due=0, in_flight=0)
+
+    def test_waiting_counts_due_and_delayed_messages_and_due_only_the_deliverable(
+        self, channel, clock
+    ):
+        channel.send(parcel("now-1"))
+        channel.send(parcel("now-2"))
+        channel.send(parcel("later", **{DELIVER_AT: clock.now() + 30}))
+
+        status = channel.channel_status()
+        assert (status.waiting, status.due) == (3, 2)
+
+        clock.advance(timedelta(seconds=30))
+        status = channel.channel_status()
+        assert (status.waiting, status.due) == (3, 3)
+
+    def test_an_expired_message_is_neither_waiting_nor_due(self, channel, clock):
+        channel.send(parcel("stale", **{EXPIRES_AT: clock.now() + 60}))
+        channel.send(
+            parcel("stale-later", **{DELIVER_AT: clock.now() + 10, EXPIRES_AT: clock.now() + 60})
+        )
+        channel.send(parcel("fresh", **{EXPIRES_AT: clock.now() + 600}))
+
+        clock.advance(timedelta(seconds=61))
+
+        status = channel.channel_status()
+        assert (status.waiting, status.due) == (1, 1)
+
+    def test_a_received_message_is_no_longer_waiting(self, channel, clock):
+        channel.send(parcel("p-1"))
+        channel.send(parcel("p-2", **{DELIVER_AT: clock.now() + 30}))
+
+        channel.receive()
+
+        status = channel.channel_status()
+        assert (status.waiting, status.due) == (1, 0)
+
+    def test_the_status_is_the_channels_own(self, make_channel):
+        parcels, others = make_channel("parcels"), make_channel("others")
+        parcels.send(parcel("p-1"))
+
+        assert others.channel_status().waiting == 0
+        assert parcels.channel_status().waiting == 1
 
     # -- serialization ------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ return a fresh, empty store. Entries are listed oldest first.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -125,3 +126,14 @@ class DeadLetterContract:
         assert store.count() == 0
         assert store.list() == []
         assert store.delete_all() == 0
+
+    def test_entries_are_counted_by_the_channel_they_failed_on(self, store):
+        assert store.count_by_channel() == {}
+        for number in (1, 2, 3):
+            store.add(entry(number))
+        store.add(replace(entry(4), channel="payments"))
+
+        assert store.count_by_channel() == {"notifications": 3, "payments": 1}
+
+        store.delete("dl-4")
+        assert store.count_by_channel() == {"notifications": 3}
