@@ -12,6 +12,7 @@ from ecopy.config.system import MessagingSystem
 from ecopy.errors import (
     AggregateDefinitionError,
     AggregateNotFound,
+    BlockingCallInEventLoop,
     ConcurrencyError,
     ConfigurationError,
     EcopyError,
@@ -95,6 +96,7 @@ __all__ = [
     "AsyncCommandBus",
     "AsyncEventBus",
     "AsyncQueryBus",
+    "BlockingCallInEventLoop",
     "Clock",
     "CombinedMessageChannel",
     "CommandBus",

@@ -162,3 +162,13 @@ class ConcurrencyError(EcopyError):
 class AggregateDefinitionError(EcopyError):
     """An aggregate handler returned something the framework cannot use."""
 
+
+class BlockingCallInEventLoop(RuntimeWarning):
+    """A synchronous bus was called from inside a running asyncio event loop.
+
+    The synchronous buses run the handlers in the caller's thread, so such a call blocks the
+    loop: nothing else on it (other requests of an asyncio web server) runs until the handlers
+    finish. Await the awaitable facades (``app.async_command_bus`` …) instead, or run the call
+    in a thread pool. Turn it into an error in tests with
+    ``filterwarnings = ["error::ecopy.BlockingCallInEventLoop"]``.
+    """
