@@ -12,6 +12,7 @@ from ecopy.config.system import MessagingSystem
 from ecopy.errors import (
     AggregateDefinitionError,
     AggregateNotFound,
+    BlockingCallInEventLoop,
     ConcurrencyError,
     ConfigurationError,
     EcopyError,
@@ -96,6 +97,7 @@ __all__ = [
     "AsyncCommandBus",
     "AsyncEventBus",
     "AsyncQueryBus",
+    "BlockingCallInEventLoop",
     "ChannelStatus",
     "Clock",
     "CombinedMessageChannel",

@@ -134,8 +134,41 @@ class IdentifierNotFound(NonRetryableError):
 
 
 class ConcurrencyError(EcopyError):
-    """A save was based on a stale version of an aggregate; nothing was changed."""
+    """A save was based on a stale version of an aggregate; nothing was changed.
+
+    Besides the explanation, it says which aggregate (its type name, or the event stream's
+    name when raised by an event store used directly), which identifier, the version the
+    change was based on (``expected_version``) and the version stored (``actual_version``),
+    so that an API can report the conflict to its client (ecopy.web.fastapi answers 409 with
+    these fields). Each is ``None`` where the code that raised the error did not know it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        aggregate: str | None = None,
+        identifier: object = None,
+        expected_version: int | None = None,
+        actual_version: int | None = None,
+    ) -> None:
+        self.aggregate = aggregate
+        self.identifier = identifier
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+        super().__init__(message)
 
 
 class AggregateDefinitionError(EcopyError):
     """An aggregate handler returned something the framework cannot use."""
+
+
+class BlockingCallInEventLoop(RuntimeWarning):
+    """A synchronous bus was called from inside a running asyncio event loop.
+
+    The synchronous buses run the handlers in the caller's thread, so such a call blocks the
+    loop: nothing else on it (other requests of an asyncio web server) runs until the handlers
+    finish. Await the awaitable facades (``app.async_command_bus`` …) instead, or run the call
+    in a thread pool. Turn it into an error in tests with
+    ``filterwarnings = ["error::ecopy.BlockingCallInEventLoop"]``.
+    """

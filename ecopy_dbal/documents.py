@@ -16,9 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from ecopy.errors import ConcurrencyError
 from ecopy.messaging.naming import type_name
-from ecopy.modelling.event_store import stale_version_message
+from ecopy.modelling.event_store import stale_version_error
 from ecopy.modelling.identifier import identifier_key
 from ecopy.modelling.repository import Loaded, Repository
 from ecopy_dbal.codec import Codec
@@ -92,10 +91,8 @@ class DbalRepository(Repository):
                 current = connection.execute(
                     sa.select(documents.c.version).where(self._where(aggregate_class, key))
                 ).scalar()
-                raise ConcurrencyError(
-                    stale_version_message(
-                        aggregate_class.__qualname__, key, current or 0, expected_version
-                    )
+                raise stale_version_error(
+                    aggregate_class.__qualname__, key, current or 0, expected_version
                 )
 
         self._database.run(write)

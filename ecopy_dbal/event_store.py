@@ -19,7 +19,7 @@ from sqlalchemy import exc
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
-from ecopy.errors import ConcurrencyError, EcopyError
+from ecopy.errors import EcopyError
 from ecopy.messaging.naming import type_name
 from ecopy.modelling.event_store import (
     EventStore,
@@ -27,7 +27,7 @@ from ecopy.modelling.event_store import (
     Snapshot,
     SnapshotStore,
     StoredEvent,
-    stale_version_message,
+    stale_version_error,
 )
 from ecopy_dbal.codec import Codec, StoredDataError
 from ecopy_dbal.database import Database
@@ -122,9 +122,7 @@ class DbalEventStore(EventStore):
             # by now (READ COMMITTED sees it), so the check is the real one.
             current = self._current_version(connection, stream, aggregate_id)
             if current != expected_version:
-                raise ConcurrencyError(
-                    stale_version_message(stream, aggregate_id, current, expected_version)
-                )
+                raise stale_version_error(stream, aggregate_id, current, expected_version)
             if not rows:
                 return []
             recorded_at = time.time()
@@ -137,10 +135,8 @@ class DbalEventStore(EventStore):
                 # under an isolation level above READ COMMITTED). The transaction is lost on
                 # PostgreSQL, which is fine: the command fails and rolls back. No savepoint
                 # for this rare case, so that the common case stays two statements shorter.
-                raise ConcurrencyError(
-                    stale_version_message(
-                        stream, aggregate_id, expected_version + 1, expected_version
-                    )
+                raise stale_version_error(
+                    stream, aggregate_id, expected_version + 1, expected_version
                 ) from error
             return list(
                 connection.execute(

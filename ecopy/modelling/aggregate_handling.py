@@ -270,7 +270,11 @@ def compile_aggregate_invoker(
                 raise ConcurrencyError(
                     f"{definition.name} {public_identifier(identifier)!r} is at version "
                     f"{loaded.version}, but {handler.handler} was sent for version {expected}; "
-                    f"reload it and try again"
+                    f"reload it and try again",
+                    aggregate=definition.name,
+                    identifier=public_identifier(identifier),
+                    expected_version=int(expected),
+                    actual_version=loaded.version,
                 )
         aggregate = loaded.aggregate
         result = handler.call(aggregate, message)

@@ -2,17 +2,20 @@
 
 ``CommandBus`` and ``QueryBus`` route to exactly one endpoint and return its result;
 ``EventBus`` routes to every subscribed endpoint. Interceptors whose pointcut selects a bus
-class wrap the whole dispatch.
+class wrap the whole dispatch. Called from inside a running asyncio event loop, which they
+would block, they warn with ``BlockingCallInEventLoop``; the ``Async*`` facades are for there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from asyncio import _get_running_loop
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from ecopy.messaging.context import outgoing_headers
+from ecopy.messaging.coroutine import warn_blocking_call
 from ecopy.messaging.delivery import ROUTING_KEY
 from ecopy.messaging.endpoint import Invoker
 from ecopy.messaging.message import TIMESTAMP, Message, build_message
@@ -58,11 +61,15 @@ class CommandBus(_Gateway):
     __slots__ = ()
 
     def send(self, command: Any, headers: Mapping[str, Any] | None = None) -> Any:
+        if _get_running_loop() is not None:
+            warn_blocking_call(self, "send")
         return self._send(command, headers)
 
     def send_with_routing(
         self, routing_key: str, payload: Any = None, headers: Mapping[str, Any] | None = None
     ) -> Any:
+        if _get_running_loop() is not None:
+            warn_blocking_call(self, "send_with_routing")
         return self._send_routed(routing_key, payload, headers)
 
 
@@ -72,11 +79,15 @@ class QueryBus(_Gateway):
     __slots__ = ()
 
     def send(self, query: Any, headers: Mapping[str, Any] | None = None) -> Any:
+        if _get_running_loop() is not None:
+            warn_blocking_call(self, "send")
         return self._send(query, headers)
 
     def send_with_routing(
         self, routing_key: str, payload: Any = None, headers: Mapping[str, Any] | None = None
     ) -> Any:
+        if _get_running_loop() is not None:
+            warn_blocking_call(self, "send_with_routing")
         return self._send_routed(routing_key, payload, headers)
 
 
@@ -86,11 +97,15 @@ class EventBus(_Gateway):
     __slots__ = ()
 
     def publish(self, event: Any, headers: Mapping[str, Any] | None = None) -> None:
+        if _get_running_loop() is not None:
+            warn_blocking_call(self, "publish")
         self._send(event, headers)
 
     def publish_with_routing(
         self, routing_key: str, payload: Any = None, headers: Mapping[str, Any] | None = None
     ) -> None:
+        if _get_running_loop() is not None:
+            warn_blocking_call(self, "publish_with_routing")
         self._send_routed(routing_key, payload, headers)
 
 

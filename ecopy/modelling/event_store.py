@@ -19,6 +19,19 @@ from ecopy.errors import ConcurrencyError
 from ecopy.messaging.collector import on_rollback
 
 
+def stale_version_error(
+    what: str, identifier: str, current: int, expected: int
+) -> ConcurrencyError:
+    """The ``ConcurrencyError`` of every store: the explanation, and the conflict as fields."""
+    return ConcurrencyError(
+        stale_version_message(what, identifier, current, expected),
+        aggregate=what,
+        identifier=identifier,
+        expected_version=expected,
+        actual_version=current,
+    )
+
+
 def stale_version_message(what: str, identifier: str, current: int, expected: int) -> str:
     """The explanation of a ``ConcurrencyError``, shared by every store."""
     if expected == 0:
@@ -102,9 +115,7 @@ class InMemoryEventStore(EventStore):
             existing = self._by_aggregate.get(key, [])
             current = existing[-1].version if existing else 0
             if current != expected_version:
-                raise ConcurrencyError(
-                    stale_version_message(stream, aggregate_id, current, expected_version)
-                )
+                raise stale_version_error(stream, aggregate_id, current, expected_version)
             first = self._next_position
             stored = [
                 StoredEvent(

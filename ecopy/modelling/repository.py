@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from ecopy.errors import ConcurrencyError
 from ecopy.messaging.collector import on_rollback
 from ecopy.messaging.naming import type_name
 from ecopy.modelling.aggregate import AggregateDefinition
@@ -22,7 +21,7 @@ from ecopy.modelling.event_store import (
     EventStore,
     NewEvent,
     SnapshotStore,
-    stale_version_message,
+    stale_version_error,
 )
 from ecopy.modelling.identifier import identifier_key
 
@@ -84,13 +83,11 @@ class InMemoryRepository(Repository):
         with self._lock:
             current = self._documents.get(key, (0, None))[0]
             if current != expected_version:
-                raise ConcurrencyError(
-                    stale_version_message(
-                        aggregate_class.__qualname__,
-                        identifier_key(identifier),
-                        current,
-                        expected_version,
-                    )
+                raise stale_version_error(
+                    aggregate_class.__qualname__,
+                    identifier_key(identifier),
+                    current,
+                    expected_version,
                 )
             previous = self._documents.get(key)
             saved = self._documents[key] = (expected_version + 1, stored)
