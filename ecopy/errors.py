@@ -34,17 +34,26 @@ class ConfigurationError(EcopyError):
         super().__init__(f"ecopy configuration has {count} {noun}:\n{lines}")
 
 
+class ConfigurationWarning(UserWarning):
+    """Something in the configuration that is allowed but probably not meant: an interceptor
+    whose pointcut selects nothing, an ``Identifier`` on a class that is not an aggregate."""
+
+
 class NoHandlerFound(EcopyError):
     """A command or query was sent, but no handler is registered for it."""
 
-    def __init__(self, what: str, close_matches: Iterable[str] = ()) -> None:
+    def __init__(self, what: str, close_matches: Iterable[str] = (), kind: str = "command") -> None:
         self.what = what
+        self.kind = kind
         self.close_matches: tuple[str, ...] = tuple(close_matches)
         message = f"No handler found for {what}."
         if self.close_matches:
             message += " Did you mean: " + ", ".join(repr(m) for m in self.close_matches) + "?"
         else:
-            message += " Register a handler for it (e.g. with @command_handler) and bootstrap it."
+            message += (
+                f" Declare a handler for it with @{kind}_handler, and give its class to "
+                f"bootstrap (classes= or scan=)."
+            )
         super().__init__(message)
 
 

@@ -157,6 +157,7 @@ class DbalChannel:
     def register(self, context: ModuleContext) -> None:
         database = database_of(context, needed_by=f"DbalChannel({self.name!r})")
         if database is None:
+            context.channel_unavailable(self.name)
             return
         queue = DbalQueue(
             self.name,

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from ecopy.cli.app_loading import ApplicationReference
 from ecopy_dbal import schema
+from ecopy_dbal.configuration import tables_not_checked
 from ecopy_dbal.database import Database, create_database_engine
 
 
@@ -65,7 +66,8 @@ def drop_command(application: ApplicationReference, url: str | None, yes: bool) 
 def _engine(application: ApplicationReference, url: str | None) -> Engine:
     if url is not None:
         return create_database_engine(url)
-    system = application.load()
+    with tables_not_checked():  # they are what this command creates
+        system = application.load()
     database = system.service(Database)
     if database is None:
         raise click.ClickException(

@@ -10,9 +10,14 @@ the database when ``DbalConfiguration(dead_letters=False)`` turned that off for 
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.orm import Session
 
 from ecopy.config.modules import ModuleContext
@@ -24,6 +29,8 @@ from ecopy_dbal.database import (
     Database,
     create_database_engine,
 )
+
+logger = logging.getLogger("ecopy.dbal")
 
 DEFAULT_URL = "sqlite:///ecopy.sqlite3"
 
@@ -130,7 +137,8 @@ def _keep_dead_letters(context: ModuleContext, database: Database) -> None:
 
 
 def database_of(context: ModuleContext, *, needed_by: str | None = None) -> Database | None:
-    """The application's one ``Database``, created from its ``DbalConfiguration``."""
+    """The application's one ``Database``, created from its ``DbalConfiguration``; ``None``
+    (with the problem reported once) when it cannot be created."""
     configuration = context.extension(DbalConfiguration)
     if configuration is None:
         context.problems.append(
@@ -138,17 +146,119 @@ def database_of(context: ModuleContext, *, needed_by: str | None = None) -> Data
             f"extensions"
         )
         return None
+    database: Database | None = context.shared(
+        Database, lambda: _create_database(context, configuration)
+    )
+    return database
+
+
+def _create_database(context: ModuleContext, configuration: DbalConfiguration) -> Database | None:
     try:
-        return context.shared(Database, configuration.create_database)
+        database = configuration.create_database()
     except schema.OutdatedSchema as error:
         context.problems.append(f"DbalConfiguration: {error}")
         return None
     except Exception as error:
-        context.problems.append(
-            f"DbalConfiguration: the database cannot be used ({type(error).__name__}: {error}); "
-            f"check the URL and that the server is running"
-        )
+        context.problems.append(f"DbalConfiguration: {cannot_use(configuration.url, error)}")
         return None
+    if not _sets_up(configuration, database):
+        context.add_check(lambda: _missing_tables(database))
+    return database
+
+
+def _sets_up(configuration: DbalConfiguration, database: Database) -> bool:
+    auto_setup = configuration.auto_setup
+    return database.engine.dialect.name == "sqlite" if auto_setup is None else auto_setup
+
+
+#: False while ``ecopy db setup|drop`` loads the application whose tables it is about to
+#: create: the application must load without them.
+_check_tables: ContextVar[bool] = ContextVar("ecopy_dbal_check_tables", default=True)
+
+
+@contextmanager
+def tables_not_checked() -> Iterator[None]:
+    """Bootstrap without checking that the ecopy tables exist (``ecopy db setup``)."""
+    token = _check_tables.set(False)
+    try:
+        yield
+    finally:
+        _check_tables.reset(token)
+
+
+def _missing_tables(database: Database) -> list[str]:
+    """Checked once at bootstrap: tables missing on a server give one problem that says how
+    to create them, instead of a raw SQL error at the first message. An unreachable server is
+    not a configuration problem (the application starts, and rides out the outage)."""
+    if not _check_tables.get():
+        return []
+    try:
+        missing = schema.missing_tables(database.engine)
+    except Exception as error:
+        if not Database.is_transient(error):
+            raise
+        logger.warning(
+            "could not check the ecopy tables at start-up, the database is unreachable (%s)",
+            type(error).__name__,
+        )
+        return []
+    if not missing:
+        return []
+    url = database.engine.url.render_as_string(hide_password=True)
+    return [
+        f"DbalConfiguration: the database {url} has no ecopy tables "
+        f"{', '.join(missing)}; create them with `ecopy --app <module:attribute> db setup` "
+        f"(once per database, at deploy), or let the application create them at start-up "
+        f"with DbalConfiguration(auto_setup=True)"
+    ]
+
+
+#: The driver each URL scheme needs, and the extra of ecopy that installs it.
+_DRIVERS = {
+    "psycopg": "ecopy-messaging[postgres]",
+    "psycopg2": "ecopy-messaging[postgres]",
+    "pymysql": "ecopy-messaging[mysql]",
+}
+
+
+def cannot_use(url: str | None, error: Exception) -> str:
+    """Why a database URL cannot be used, with the fix: a dialect SQLAlchemy does not know
+    (``postgres://``), a driver that is not installed, or anything else."""
+    shown = repr(url) if url else "the default URL"
+    if isinstance(error, NoSuchModuleError):
+        scheme = (url or "").split(":", 1)[0]
+        if scheme.startswith("postgres") and not scheme.startswith("postgresql"):
+            return (
+                f"the URL {shown} starts with {scheme}://, which SQLAlchemy does not know; "
+                f"write postgresql+psycopg://user:password@host/database (with "
+                f"ecopy-messaging[postgres] installed)"
+            )
+        return (
+            f"the URL {shown} names a database SQLAlchemy does not know ({error}); use "
+            f"sqlite:///path, postgresql+psycopg://... or mysql+pymysql://..."
+        )
+    if isinstance(error, ModuleNotFoundError):
+        missing = (error.name or "").split(".")[0]
+        extra = _DRIVERS.get(missing)
+        if extra is not None:
+            return (
+                f"the URL {shown} needs the driver {missing}, which is not installed; "
+                f"install {extra}"
+            )
+        if missing == "MySQLdb":
+            return (
+                f"the URL {shown} uses the MySQLdb driver, which is not installed; write "
+                f"mysql+pymysql://... and install ecopy-messaging[mysql]"
+            )
+        return (
+            f"the URL {shown} needs the driver {missing}, which is not installed; ecopy runs "
+            f"on synchronous drivers: postgresql+psycopg://... with ecopy-messaging[postgres], "
+            f"or mysql+pymysql://... with ecopy-messaging[mysql]"
+        )
+    return (
+        f"the database cannot be used ({type(error).__name__}: {error}); check the URL and "
+        f"that the server is running"
+    )
 
 
 def codec_of(context: ModuleContext) -> Codec:

@@ -202,6 +202,12 @@ def outdated_columns(engine: Engine) -> list[tuple[str, str, str]]:
     return outdated
 
 
+def missing_tables(engine: Engine) -> list[str]:
+    """The ecopy tables that do not exist in the database yet."""
+    existing = set(sa.inspect(engine).get_table_names())
+    return [table.name for table in all_tables() if table.name not in existing]
+
+
 def check(engine: Engine) -> None:
     """Raise ``OutdatedSchema`` when existing ecopy tables still have the numeric time
     columns of an older ecopy (the queries would fail on them, or compare wrongly)."""

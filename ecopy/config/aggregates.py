@@ -8,18 +8,20 @@ application ended up with.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ecopy.config.handlers import HandlerDefinition
 from ecopy.config.modules import ModuleContext
+from ecopy.errors import ConfigurationWarning
 from ecopy.messaging.binding import parameters_of
 from ecopy.messaging.coroutine import awaited
 from ecopy.messaging.endpoint import RANK_AGGREGATE, RANK_SAGA, Invoker
 from ecopy.messaging.message import Message
 from ecopy.messaging.naming import type_name
-from ecopy.modelling.aggregate import AggregateDefinition
+from ecopy.modelling.aggregate import AggregateDefinition, Identifier, annotated_fields
 from ecopy.modelling.aggregate_handling import (
     AggregateHandler,
     AggregateStore,
@@ -140,8 +142,8 @@ class AggregatesModule:
             return owners[cls]
 
         for target in context.targets:
-            if isinstance(target, type):
-                owner_of(target)
+            if isinstance(target, type) and owner_of(target) is None:
+                _identifier_without_aggregate(context, target)
 
         def configure() -> None:
             store.configure(
@@ -153,6 +155,52 @@ class AggregatesModule:
         context.on_ready(configure)
         context.own_handlers(owner_of)
         context.on_definitions(lambda definitions: pair_factories(context, definitions))
+        context.on_definitions(lambda definitions: _sagas_nothing_starts(context, definitions))
+
+
+def _identifier_without_aggregate(context: ModuleContext, cls: type[Any]) -> None:
+    """``Identifier`` fields only mean something on an aggregate or a saga: on a class with
+    handlers it is the sign of a forgotten decorator; elsewhere it does nothing."""
+    fields = annotated_fields(cls, Identifier)
+    if not fields:
+        return
+    named = ", ".join(fields)
+    if any(m.owner is cls and m.declarations.handlers for m in context.members):
+        context.problems.append(
+            f"class {cls.__qualname__} marks {named} with Identifier but is neither an "
+            f"@aggregate nor a @saga, so its handlers would all run on one shared instance; "
+            f"decorate it with @aggregate (or @event_sourcing_aggregate, or @saga)"
+        )
+    else:
+        warnings.warn(
+            f"class {cls.__qualname__} marks {named} with Identifier, which does nothing on a "
+            f"class that is not an @aggregate or a @saga; to say which aggregate a command is "
+            f"for, use TargetIdentifier (or name the field like the aggregate's identifier)",
+            ConfigurationWarning,
+            stacklevel=2,
+        )
+
+
+def _sagas_nothing_starts(
+    context: ModuleContext, definitions: list[HandlerDefinition]
+) -> list[HandlerDefinition]:
+    """A saga is only ever created by one of its factory handlers: one without any would
+    reject every message, at the first one to arrive."""
+    started: dict[type[Any], bool] = {}
+    for definition in definitions:
+        owner = definition.owner
+        if isinstance(owner, AggregateOwner) and owner.definition.kind == "saga":
+            cls = owner.definition.cls
+            started[cls] = started.get(cls, False) or definition.is_factory
+    for cls, has_factory in started.items():
+        if not has_factory:
+            context.problems.append(
+                f"saga {cls.__qualname__} has no factory handler, so nothing can start it and "
+                f"every message for it would find no {cls.__qualname__}; add a classmethod "
+                f"handler that returns a new {cls.__qualname__} for the message that starts "
+                f"it (@event_handler on a @classmethod)"
+            )
+    return definitions
 
 
 def pair_factories(

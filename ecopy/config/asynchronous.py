@@ -302,11 +302,21 @@ def _asynchronous(
     queues = context.queues
     missing = [name for name in route if name not in queues]
     if missing:
-        context.problems.append(
-            f"asynchronous handler {info.handler} uses channel(s) "
-            f"{', '.join(repr(m) for m in missing)}, which are not declared; add e.g. "
-            f"QueueChannel({missing[0]!r}) to the extensions"
-        )
+        for name in missing:
+            if name in context.unavailable_channels:
+                continue  # its module reported why it could not be built
+            if name in context.channels:
+                context.problems.append(
+                    f"asynchronous handler {info.handler} uses channel {name!r}, which is a "
+                    f"{type(context.channels[name]).__name__} that no consumer can poll; "
+                    f"give the handler a queue channel (QueueChannel, DbalChannel or a "
+                    f"broker channel)"
+                )
+            else:
+                context.problems.append(
+                    f"asynchronous handler {info.handler} uses channel {name!r}, which is "
+                    f"not declared; {context.unknown_channel(name)}"
+                )
         return None
     handling = [i for i in plan.interceptors if i.kind != "presend"]
     routes[info.endpoint_id] = AsynchronousRoute(plan.handling(context, handling), route)

@@ -85,7 +85,7 @@ class SystemBuilder:
         self.asynchronous_inline = asynchronous_inline
 
     def build(self, classes: Iterable[Any], packages: Iterable[str]) -> MessagingSystem:
-        problems: list[str] = []
+        problems: list[str] = _classes_given_as_services(self.services)
         container = Container(self.services)
         buses = _buses(container)
         clock = _clock(container, buses)
@@ -125,6 +125,7 @@ class SystemBuilder:
         subscribe_internal(context, context.endpoints)
         retry = context.extension(InstantRetryConfiguration) or InstantRetryConfiguration()
         wire_buses(compiler, definitions, context.endpoints, buses, retry)
+        compiler.warn_unused_interceptors()
         context.consumers = _consumers(context)
         for check in context.checks:
             problems.extend(check())
@@ -180,6 +181,17 @@ class SystemBuilder:
                 f"unknown extension object {extension!r}: no ecopy module handles "
                 f"{type(extension).__qualname__}; is its adapter package installed?"
             )
+
+
+def _classes_given_as_services(services: Iterable[object] | Mapping[str, object]) -> list[str]:
+    given = services.values() if isinstance(services, Mapping) else services
+    return [
+        f"services= holds the class {service.__qualname__} itself, where an instance belongs; "
+        f"pass {service.__qualname__}(...), or leave it out if it is a handler class whose "
+        f"constructor needs nothing (ecopy then creates it)"
+        for service in given
+        if isinstance(service, type)
+    ]
 
 
 def _buses(container: Container) -> tuple[CommandBus, QueryBus, EventBus]:

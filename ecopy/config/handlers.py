@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ecopy.config.interceptors import InterceptorSource
 from ecopy.config.modules import ModuleContext
 from ecopy.config.scanning import DeclaredMember
+from ecopy.errors import ConfigurationWarning
 from ecopy.messaging.binding import PayloadMode, compile_call, parameters_of
 from ecopy.messaging.channel import DirectChannel, MessageChannel
 from ecopy.messaging.declaration import HandlerDeclaration, class_markers
@@ -226,6 +228,7 @@ class EndpointCompiler:
         self.interceptors = interceptors
         self.deduplication = deduplication
         self.deduplication_expire_after = deduplication_expire_after
+        self.used: set[int] = set()
 
     def compile(self, definitions: list[HandlerDefinition]) -> list[Endpoint]:
         channels = self.context.channels
@@ -240,11 +243,22 @@ class EndpointCompiler:
 
     def interceptors_for(self, info: EndpointInfo) -> list[CompiledInterceptor]:
         problems = self.context.problems
-        return [
-            source.compile_for(info, self.context.binder, problems)
-            for source in self.interceptors
-            if source.matches(info)
-        ]
+        selected = [source for source in self.interceptors if source.matches(info)]
+        self.used.update(id(source) for source in selected)
+        return [source.compile_for(info, self.context.binder, problems) for source in selected]
+
+    def warn_unused_interceptors(self) -> None:
+        """An interceptor whose pointcut selects no endpoint is never called: most often a
+        misspelt endpoint id or a marker that no handler carries."""
+        for source in self.interceptors:
+            if id(source) not in self.used and source.pointcut != ():
+                warnings.warn(
+                    f"interceptor {source.name}: its pointcut {source.describe_pointcut()} "
+                    f"selects no endpoint of this application, so it is never called; check "
+                    f"the class, marker, endpoint id or pattern it names",
+                    ConfigurationWarning,
+                    stacklevel=4,
+                )
 
     def endpoint(self, definition: HandlerDefinition) -> Endpoint | None:
         info = definition.info
@@ -302,10 +316,14 @@ class EndpointCompiler:
             return None
         output = self.context.channels.get(info.output_channel)
         if output is None:
+            name = info.output_channel
             self.context.problems.append(
-                f"handler {info.handler} sends its result to channel "
-                f"{info.output_channel!r}, which does not exist; declare an "
-                f"@internal_handler({info.output_channel!r}) or a channel with that name"
+                f"handler {info.handler} sends its result to channel {name!r}, which does "
+                f"not exist; "
+                + (
+                    self.context.near_channel(name)
+                    or f"declare an @internal_handler({name!r}) or a channel with that name"
+                )
             )
         return output
 

@@ -85,6 +85,11 @@ class InterceptorSource:
             )
         return cls(name, target, declaration, parameters, pointcut, order, invocation)
 
+    def describe_pointcut(self) -> str:
+        """The pointcut as written: classes and markers by name."""
+        parts = self.pointcut if isinstance(self.pointcut, tuple) else (self.pointcut,)
+        return " | ".join(getattr(p, "__qualname__", repr(p)) for p in parts)
+
     def matches(self, info: EndpointInfo) -> bool:
         return pointcut_matches(self.pointcut, info)
 

@@ -95,6 +95,7 @@ class ModuleContext:
         """Flow tests that do not enable asynchronous processing run ``@asynchronous``
         handlers in the caller."""
         self.channels: dict[str, MessageChannel] = {}
+        self.unavailable_channels: set[str] = set()
         self.repositories: list[Repository] = []
         self.dead_letter_store: DeadLetterStore | None = None
         self.deduplication_store: DeduplicationStore | None = None
@@ -157,6 +158,42 @@ class ModuleContext:
         if name in self.channels:
             self.problems.append(f"channel {name!r} is declared twice")
         self.channels[name] = channel
+
+    def channel_unavailable(self, name: str) -> None:
+        """``name`` is declared, but its module could not build it (and reported why): it is
+        not reported again as an undeclared channel wherever it is used."""
+        self.unavailable_channels.add(name)
+
+    def near_channel(self, name: str) -> str | None:
+        """ "did you mean 'x'?" for a declared channel whose name is close to ``name``."""
+        from difflib import get_close_matches
+
+        near = get_close_matches(name, list(self.channels), n=1, cutoff=0.6)
+        return f"did you mean {near[0]!r}?" if near else None
+
+    def unknown_channel(self, name: str) -> str:
+        """How to fix a use of channel ``name``, which is not declared: a near name if there
+        is one, else how to declare it, in the kind of channel the application already uses
+        (never an in-memory queue in an application that has another kind)."""
+        near = self.near_channel(name)
+        if near:
+            return near
+        kinds = []
+        for extension in self.extensions:
+            declared = getattr(extension, "name", None)
+            if isinstance(declared, str) and declared in self.channels:
+                kind = type(extension).__name__
+                if kind not in kinds:
+                    kinds.append(kind)
+        others = [kind for kind in kinds if kind != "QueueChannel"]
+        if others:
+            return f"declare it like the application's other channels: {others[0]}({name!r})"
+        if kinds:
+            return f"declare it: add QueueChannel({name!r}) to the extensions"
+        return (
+            f"declare it among the extensions: DbalChannel({name!r}) for a database queue "
+            f"(with DbalConfiguration), or QueueChannel({name!r}) in memory (tests)"
+        )
 
     @property
     def queues(self) -> dict[str, PollableChannel]:

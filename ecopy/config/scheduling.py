@@ -37,7 +37,11 @@ def _consumers(context: ModuleContext, scheduled: list[DeclaredMember]) -> dict[
         if channel is None:
             context.problems.append(
                 f"scheduled {member.name} sends to channel {request_channel!r}, which does "
-                f"not exist; declare an @internal_handler({request_channel!r}) or a channel"
+                f"not exist; "
+                + (
+                    context.near_channel(request_channel)
+                    or f"declare an @internal_handler({request_channel!r}) or a channel"
+                )
             )
             continue
         consumers[endpoint_id] = ScheduledConsumer(

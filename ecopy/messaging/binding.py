@@ -218,10 +218,19 @@ class ArgumentBinder:
                 f"it with a service type, Annotated[T, Header('name')], Annotated[dict, Headers] "
                 f"or Annotated[T, Reference('name')]"
             )
-        shown = getattr(parameter.annotation, "__qualname__", repr(parameter.annotation))
+        annotation = parameter.annotation
+        shown = getattr(annotation, "__qualname__", repr(annotation))
+        if getattr(annotation, "__module__", "").split(".")[0] == "sqlalchemy":
+            return (
+                f"handler {handler}: parameter {parameter.name!r} of type {shown} comes from "
+                f"the database module, which this application does not have; add "
+                f"DbalConfiguration(url=...) (from ecopy_dbal) to the extensions, and the "
+                f"handler gets the {shown} of its transaction"
+            )
         return (
             f"handler {handler}: parameter {parameter.name!r} of type {shown} cannot be "
-            f"resolved; register a {shown} in services=, or mark it with Header/Headers/Reference"
+            f"resolved; pass an instance of {shown} in services=, or mark the parameter with "
+            f"Header/Headers/Reference"
         )
 
 

@@ -135,6 +135,9 @@ def _from_text(adapter: TypeAdapter[Any], value: str | bytes | bytearray) -> Any
 def _validation_problems(error: ValidationError, whole: str = "payload") -> list[str]:
     problems = []
     for detail in error.errors(include_url=False):
-        location = ".".join(str(part) for part in detail.get("loc", ())) or whole
-        problems.append(f"field {location!r}: {detail.get('msg', 'invalid')}")
+        location = ".".join(str(part) for part in detail.get("loc", ()))
+        message = detail.get("msg", "invalid")
+        # No location: the problem is the whole payload (a list where an object belongs),
+        # not a field of it.
+        problems.append(f"field {location!r}: {message}" if location else f"the {whole}: {message}")
     return problems

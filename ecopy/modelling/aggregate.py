@@ -114,7 +114,7 @@ def aggregate_options(cls: type[Any] | None) -> AggregateOptions | None:
     return options
 
 
-def _annotated_fields(cls: type[Any], marker: type[Any]) -> list[str]:
+def annotated_fields(cls: type[Any], marker: type[Any]) -> list[str]:
     try:
         hints = typing.get_type_hints(cls, include_extras=True)
     except Exception:
@@ -155,13 +155,13 @@ class AggregateDefinition:
         options = aggregate_options(aggregate_class)
         if options is None:
             return None
-        identifiers = tuple(_annotated_fields(aggregate_class, Identifier))
+        identifiers = tuple(annotated_fields(aggregate_class, Identifier))
         if not identifiers:
             problems.append(
                 f"aggregate {aggregate_class.__qualname__} has no identifier; mark its "
                 f"identifier field with Annotated[str, Identifier]"
             )
-        versions = _annotated_fields(aggregate_class, AggregateVersion)
+        versions = annotated_fields(aggregate_class, AggregateVersion)
         appliers: dict[type[Any], Callable[[Any, Any], Any]] = {}
         if options.kind == "event_sourced":
             appliers = _appliers(aggregate_class, problems)

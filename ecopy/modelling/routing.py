@@ -71,7 +71,7 @@ class PointToPointRouter:
 
     def _not_found(self, what: str, key: str) -> NoHandlerFound:
         close = difflib.get_close_matches(key, self.known_keys(), n=3, cutoff=0.5)
-        return NoHandlerFound(what, close)
+        return NoHandlerFound(what, close, self.kind)
 
 
 def _order(endpoints: Iterable[tuple[int, Endpoint]]) -> tuple[Endpoint, ...]:
