@@ -117,7 +117,8 @@ def build_routing_graph(
         return consumer_key
 
     def channel(name: str) -> str:
-        """A channel by name, shared by whatever sends to it; its consumer follows it."""
+        """A channel by name, one node for every endpoint that sends to it (an output
+        channel) or listens on it (an internal handler's input channel)."""
         return add(GraphNode(f"channel:{name}", "channel", name))
 
     def through(origin: str, hops: Sequence[str]) -> str:
