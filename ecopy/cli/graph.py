@@ -2,22 +2,25 @@
 indented text tree or a Mermaid flowchart.
 
 Both renderings read the same :class:`RoutingGraph`, so they never disagree. Edges run
-bus → route → endpoint, endpoint → output channel → the endpoint listening on that channel;
-an endpoint fed by a consumer's queue channel is reached through that channel.
+bus → route → endpoint, endpoint → output channel → the endpoint listening on that channel.
+A message that waits in a channel for a consumer shows that hop: an asynchronous endpoint is
+reached route → channel → consumer → endpoint, through every channel of a
+``CombinedMessageChannel`` in turn, and an internal endpoint on a queue through its channel
+and that channel's consumer.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ecopy.config.system import ConsumerInfo, MessagingSystem
+from ecopy.config.system import ConsumerInfo, EndpointChannels, MessagingSystem
 from ecopy.messaging.endpoint import EndpointInfo
 from ecopy.modelling.routing import is_pattern
 
-NodeKind = Literal["bus", "route", "endpoint", "channel"]
+NodeKind = Literal["bus", "route", "endpoint", "channel", "consumer"]
 
 # Endpoint kind → (bus node key, bus label), in the order the buses are shown.
 BUSES: dict[str, tuple[str, str]] = {
@@ -29,7 +32,7 @@ BUSES: dict[str, tuple[str, str]] = {
 
 @dataclass(frozen=True)
 class GraphNode:
-    """A bus, route, endpoint or channel; ``key`` is unique within its graph."""
+    """A bus, route, endpoint, channel or consumer; ``key`` is unique within its graph."""
 
     key: str
     kind: NodeKind
@@ -75,14 +78,25 @@ class RoutingGraph:
 
 def routing_graph(system: MessagingSystem) -> RoutingGraph:
     """The routing graph of a bootstrapped application."""
-    return build_routing_graph(system.endpoints(), system.list_consumers())
+    return build_routing_graph(
+        system.endpoints(), system.list_consumers(), system.endpoint_channels()
+    )
 
 
 def build_routing_graph(
-    endpoints: Iterable[EndpointInfo], consumers: Iterable[ConsumerInfo] = ()
+    endpoints: Iterable[EndpointInfo],
+    consumers: Iterable[ConsumerInfo] = (),
+    channels: Iterable[EndpointChannels] = (),
 ) -> RoutingGraph:
-    """Build the graph from endpoint and consumer descriptions."""
+    """Build the graph from endpoint and consumer descriptions, and the channels each
+    asynchronous endpoint's messages go through (``app.endpoint_channels()``)."""
     consumer_of = {consumer.channel: consumer.name for consumer in consumers}
+    hops_of: dict[str, tuple[str, ...]] = {}
+    chosen_by: dict[str, str] = {}
+    for handling in channels:
+        hops_of[handling.endpoint_id] = handling.channels
+        if handling.chosen_by is not None:
+            chosen_by[handling.endpoint_id] = handling.chosen_by
     nodes: dict[str, GraphNode] = {}
     edges: dict[GraphEdge, None] = {}
 
@@ -93,29 +107,62 @@ def build_routing_graph(
     def link(source: str, target: str) -> None:
         edges.setdefault(GraphEdge(source, target), None)
 
-    def channel(name: str) -> str:
+    def consumed(channel_key: str, name: str, scope: str) -> str:
+        """The consumer after a channel (the channel itself when it has none)."""
         consumer = consumer_of.get(name)
-        detail = f"consumer {consumer}" if consumer is not None else ""
-        return add(GraphNode(f"channel:{name}", "channel", name, detail))
+        if consumer is None:
+            return channel_key
+        consumer_key = add(GraphNode(f"consumer:{scope}", "consumer", consumer))
+        link(channel_key, consumer_key)
+        return consumer_key
+
+    def channel(name: str) -> str:
+        """A channel by name, one node for every endpoint that sends to it (an output
+        channel) or listens on it (an internal handler's input channel)."""
+        return add(GraphNode(f"channel:{name}", "channel", name))
+
+    def through(origin: str, hops: Sequence[str]) -> str:
+        """Link ``origin`` → each hop's channel → its consumer; returns the last node.
+
+        Hop nodes belong to their origin: the copy of a message sent for one route goes to
+        the endpoints of that route only, even when other routes use the same channel."""
+        previous = origin
+        for index, name in enumerate(hops):
+            scope = f"{origin}|{'>'.join(hops[: index + 1])}"
+            hop = add(GraphNode(f"hop:{scope}", "channel", name))
+            link(previous, hop)
+            previous = consumed(hop, name, scope)
+        return previous
 
     for bus_key, bus_label in BUSES.values():
         add(GraphNode(bus_key, "bus", bus_label))
     for info in endpoints:
+        detail = info.handler
+        if info.endpoint_id in chosen_by:
+            detail += f"; chosen by {chosen_by[info.endpoint_id]}"
         endpoint = add(
-            GraphNode(f"endpoint:{info.endpoint_id}", "endpoint", info.endpoint_id, info.handler)
+            GraphNode(f"endpoint:{info.endpoint_id}", "endpoint", info.endpoint_id, detail)
         )
-        # A consumer's queue sits between the route (or the producer) and the endpoint.
-        entry = endpoint
+        hops = hops_of.get(info.endpoint_id, ())
+        # Where routes lead: the endpoint's own input channel when it has one that is
+        # consumed, or is the internal endpoint's channel; else each route on its own.
+        entry: str | None = None
         if info.kind == "internal" or info.input_channel in consumer_of:
             entry = channel(info.input_channel)
-            link(entry, endpoint)
+            after = consumed(entry, info.input_channel, entry)
+            if hops[:1] == (info.input_channel,):
+                hops = hops[1:]
+            link(through(after, hops), endpoint)
         bus = BUSES.get(info.kind)
         if bus is not None:
             for route in info.routes:
                 detail = "pattern" if info.kind == "event" and is_pattern(route) else ""
                 route_key = add(GraphNode(f"route:{info.kind}:{route}", "route", route, detail))
                 link(bus[0], route_key)
-                link(route_key, entry)
+                if entry is not None:
+                    link(route_key, entry)
+                else:
+                    link(through(route_key, hops), endpoint)
         if info.output_channel is not None:
             link(endpoint, channel(info.output_channel))
     return RoutingGraph(tuple(nodes.values()), tuple(edges))
@@ -172,6 +219,8 @@ def _text_label(node: GraphNode) -> str:
         return f"endpoint {node.label} ({node.detail})"
     if node.kind == "channel":
         return f"channel {node.label}" + (f" ({node.detail})" if node.detail else "")
+    if node.kind == "consumer":
+        return f"consumer {node.label}"
     return node.label + (f" ({node.detail})" if node.detail else "")
 
 
@@ -180,18 +229,19 @@ def _text_label(node: GraphNode) -> str:
 _UNSAFE_ID_CHARACTERS = re.compile(r"[^A-Za-z0-9_]+")
 # Mermaid entity codes; "#" first so the codes themselves are not escaped again.
 _MERMAID_ENTITIES = (("#", "#35;"), ('"', "#quot;"), ("<", "#lt;"), (">", "#gt;"))
-_MERMAID_ORDER: tuple[NodeKind, ...] = ("bus", "route", "endpoint", "channel")
+_MERMAID_ORDER: tuple[NodeKind, ...] = ("bus", "route", "endpoint", "channel", "consumer")
 _MERMAID_SHAPES: dict[NodeKind, tuple[str, str]] = {
     "bus": ("([", "])"),
     "route": ("[", "]"),
     "endpoint": ("(", ")"),
     "channel": ("[(", ")]"),
+    "consumer": ("[[", "]]"),
 }
 
 
 def render_mermaid(graph: RoutingGraph) -> str:
-    """A Mermaid ``flowchart LR``: buses are stadiums, routes boxes, endpoints rounded boxes
-    and channels cylinders."""
+    """A Mermaid ``flowchart LR``: buses are stadiums, routes boxes, endpoints rounded boxes,
+    channels cylinders and consumers subroutine boxes."""
     ids = _mermaid_ids(graph.nodes)
     lines = ["flowchart LR"]
     for node in sorted(graph.nodes, key=lambda node: _MERMAID_ORDER.index(node.kind)):
@@ -218,7 +268,7 @@ def _mermaid_ids(nodes: Iterable[GraphNode]) -> dict[str, str]:
 
 
 def _mermaid_label(node: GraphNode) -> str:
-    text = _mermaid_escape(node.label)
+    text = _mermaid_escape(_text_label(node) if node.kind == "consumer" else node.label)
     if node.detail:
         text += "<br/>" + _mermaid_escape(node.detail)
     return text

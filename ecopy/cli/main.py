@@ -50,7 +50,8 @@ def cli(context: click.Context, app: str | None) -> None:
 @cli.command("list")
 @pass_application
 def list_command(application: ApplicationReference) -> None:
-    """List the endpoints (handlers) and the consumers of the application."""
+    """List the endpoints (handlers), where each is handled, and the consumers of the
+    application."""
     print_listing(application.load())
 
 
@@ -65,7 +66,8 @@ def list_command(application: ApplicationReference) -> None:
 )
 @pass_application
 def graph_command(application: ApplicationReference, output_format: str) -> None:
-    """Show the routing graph: buses → routes → endpoints → channels."""
+    """Show the routing graph: buses → routes → endpoints → channels; an asynchronous
+    endpoint is reached through its channels and their consumers."""
     graph = routing_graph(application.load())
     click.echo(render_mermaid(graph) if output_format == "mermaid" else render_text(graph))
 

@@ -228,6 +228,7 @@ def pair_factories(
             )
             continue
         factory.routed = False
+        context.chosen_by[factory.info.endpoint_id] = action.info.endpoint_id
         action.extras["factory"] = factory
         owner = action.owner
         assert isinstance(owner, AggregateOwner)

@@ -320,6 +320,7 @@ def _asynchronous(
         return None
     handling = [i for i in plan.interceptors if i.kind != "presend"]
     routes[info.endpoint_id] = AsynchronousRoute(plan.handling(context, handling), route)
+    context.endpoint_channels[info.endpoint_id] = route
     if not plan.definition.routed:
         # Chosen by another endpoint in the consumer (a factory its action chooses): it is
         # never sent to by itself.
@@ -347,6 +348,9 @@ def _consumers(
         for e in context.endpoints
         if e.info.kind == "internal" and e.info.input_channel in queues
     }
+    for name, endpoint in internal.items():
+        # An internal handler on a queue is run by that queue's consumer.
+        context.endpoint_channels.setdefault(endpoint.info.endpoint_id, (name,))
     dead_letters = context.dead_letter_store
     assert dead_letters is not None
     return build_consumers(

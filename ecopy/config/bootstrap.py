@@ -148,6 +148,8 @@ class SystemBuilder:
             clock=clock,
             services=container,
             closers=context.closers,
+            endpoint_channels=context.endpoint_channels,
+            chosen_by=context.chosen_by,
         )
         container.add(system)
         if problems:

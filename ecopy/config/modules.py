@@ -122,6 +122,13 @@ class ModuleContext:
         """Every consumer, once the consumer factories ran (for checks)."""
         self.without_transaction: set[str] = set()
         """Endpoint ids whose handlers opted out of transactions (``@without_transaction``)."""
+        self.endpoint_channels: dict[str, tuple[str, ...]] = {}
+        """The channels each endpoint handled by a consumer goes through, in order, by endpoint
+        id (the last one's consumer runs it); an endpoint not here runs in the caller. What
+        ``app.endpoint_channels()`` and ``ecopy list``/``graph`` show."""
+        self.chosen_by: dict[str, str] = {}
+        """Endpoint ids the buses never route to, each with the id of the endpoint whose
+        handler chooses to run it (an aggregate's factory, chosen by its action)."""
         self._claimed: set[int] = set()
         self._shared: dict[Any, Any] = {}
 

@@ -40,6 +40,30 @@ class ConsumerInfo:
     endpoints: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class EndpointChannels:
+    """How messages reach an endpoint's handler, as the built application wires it.
+
+    ``channels`` are the channels a message goes through before a consumer runs the handler,
+    in order (each hop of a ``CombinedMessageChannel``; the consumer of the last one runs
+    it); empty when the handler runs in the caller. ``chosen_by`` names the endpoint whose
+    handler chooses to run this one, which the buses never route to by itself: an
+    aggregate's factory, run by the action for the same message when the aggregate does not
+    exist yet.
+
+    >>> [(e.endpoint_id, e.channels) for e in app.endpoint_channels()]  # doctest: +SKIP
+    [('charge_card', ('db', 'rabbit')), ('get_order', ())]
+    """
+
+    endpoint_id: str
+    channels: tuple[str, ...] = ()
+    chosen_by: str | None = None
+
+    @property
+    def asynchronous(self) -> bool:
+        return bool(self.channels)
+
+
 class MessagingSystem:
     """A bootstrapped application: buses, endpoints, channels and consumers.
 
@@ -62,6 +86,8 @@ class MessagingSystem:
         clock: Clock,
         services: ServiceLocator | None = None,
         closers: Sequence[Callable[[], None]] = (),
+        endpoint_channels: Mapping[str, tuple[str, ...]] | None = None,
+        chosen_by: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
         self.command_bus = command_bus
@@ -76,6 +102,14 @@ class MessagingSystem:
         self.clock = clock
         self._services = services
         self._closers = list(closers)
+        self._endpoint_channels = tuple(
+            EndpointChannels(
+                endpoint.info.endpoint_id,
+                tuple((endpoint_channels or {}).get(endpoint.info.endpoint_id, ())),
+                (chosen_by or {}).get(endpoint.info.endpoint_id),
+            )
+            for endpoint in endpoints
+        )
         self.async_command_bus = AsyncCommandBus(command_bus)
         self.async_event_bus = AsyncEventBus(event_bus)
         self.async_query_bus = AsyncQueryBus(query_bus)
@@ -126,6 +160,13 @@ class MessagingSystem:
     def endpoints(self) -> list[EndpointInfo]:
         """Every endpoint of the application, in registration order."""
         return [endpoint.info for endpoint in self._endpoints]
+
+    def endpoint_channels(self) -> list[EndpointChannels]:
+        """For every endpoint, in registration order, the channels its messages go through
+        before a consumer handles them (none: it runs in the caller), and the endpoint that
+        chooses it, if the buses do not route to it by itself; what ``ecopy list`` and
+        ``ecopy graph`` show."""
+        return list(self._endpoint_channels)
 
     def channel(self, name: str) -> MessageChannel:
         try:

@@ -6,14 +6,18 @@ import re
 
 from ecopy import EndpointInfo
 from ecopy.cli.graph import build_routing_graph, render_mermaid, render_text
-from ecopy.config.system import ConsumerInfo
+from ecopy.config.system import ConsumerInfo, EndpointChannels
 from tests.cli.invoking import SAMPLE_APP, Invoke
+
+ASYNC_APP = "tests.cli.async_app:system"
+OUTBOX_APP = "tests.cli.outbox_app:system"
 
 SAMPLE_EDGES = {
     ("command bus", "tests.cli.sample_app.PlaceOrder"),
     ("tests.cli.sample_app.PlaceOrder", "place_order"),
     ("place_order", "shipping"),
-    ("shipping", "ship_order"),
+    ("shipping", "consumer shipping"),
+    ("consumer shipping", "ship_order"),
     ("command bus", "order.cancel"),
     ("order.cancel", "cancel_order"),
     ("query bus", "order.get"),
@@ -86,8 +90,9 @@ def test_text_graph_is_an_indented_tree_per_bus(invoke: Invoke) -> None:
     ) in result.output
     assert (
         "│   └── endpoint place_order (tests.cli.sample_app.OrderService.place)\n"
-        "│       └── channel shipping (consumer shipping)\n"
-        "│           └── endpoint ship_order (tests.cli.sample_app.OrderService.ship)\n"
+        "│       └── channel shipping\n"
+        "│           └── consumer shipping\n"
+        "│               └── endpoint ship_order (tests.cli.sample_app.OrderService.ship)\n"
     ) in result.output
     assert "└── order.* (pattern)\n" in result.output
 
@@ -164,7 +169,8 @@ def test_an_endpoint_fed_by_a_consumer_queue_is_reached_through_that_channel() -
     assert text_edges(render_text(graph)) == {
         ("event bus", "order.placed"),
         ("order.placed", "notifications"),
-        ("notifications", "notify"),
+        ("notifications", "consumer notifications"),
+        ("consumer notifications", "notify"),
     }
 
 
@@ -189,3 +195,110 @@ def test_a_cycle_between_internal_endpoints_is_shown_once() -> None:
 
     assert "channel ping (cycle: already shown above)" in output
     assert output.count("endpoint ponger") == 1
+
+
+def test_an_asynchronous_endpoint_is_reached_through_its_channel_and_consumer(
+    invoke: Invoke,
+) -> None:
+    result = invoke("--app", ASYNC_APP, "graph")
+
+    assert result.exit_code == 0, result.output
+    assert result.output.endswith(
+        "event bus\n"
+        "└── order.placed\n"
+        "    └── channel orders\n"
+        "        └── consumer orders\n"
+        "            ├── endpoint charge_card (tests.cli.async_app.Payments.charge)\n"
+        "            └── endpoint notify_customer (tests.cli.async_app.Notifications.notify)\n"
+    )
+
+
+def test_a_combined_channel_shows_each_hop_and_synchronous_handlers_stay_direct(
+    invoke: Invoke,
+) -> None:
+    result = invoke("--app", OUTBOX_APP, "graph")
+
+    assert result.output == (
+        "command bus\n"
+        "└── tests.cli.outbox_app.Register\n"
+        "    └── channel db\n"
+        "        └── consumer db\n"
+        "            └── channel rabbit\n"
+        "                └── consumer rabbit\n"
+        "                    ├── endpoint Account.open (tests.cli.outbox_app.Account.open; "
+        "chosen by Account.register_again)\n"
+        "                    └── endpoint Account.register_again "
+        "(tests.cli.outbox_app.Account.register_again)\n"
+        "\n"
+        "query bus\n"
+        "└── account.mails\n"
+        "    └── endpoint mails_sent (tests.cli.outbox_app.Mailer.mails)\n"
+        "\n"
+        "event bus\n"
+        "└── account.opened\n"
+        "    ├── channel emails\n"
+        "    │   └── consumer emails\n"
+        "    │       └── endpoint welcome (tests.cli.outbox_app.Mailer.welcome)\n"
+        "    └── endpoint count_openings (tests.cli.outbox_app.Mailer.count)\n"
+    )
+
+
+def test_mermaid_draws_the_asynchronous_hops_with_consumers_as_subroutines(
+    invoke: Invoke,
+) -> None:
+    text = invoke("--app", OUTBOX_APP, "graph").output
+    result = invoke("--app", OUTBOX_APP, "graph", "--format", "mermaid")
+
+    lines = result.output.splitlines()
+    assert '    hop_route_event_account_opened_emails[("emails")]' in lines
+    assert '    consumer_route_event_account_opened_emails[["consumer emails"]]' in lines
+    assert (
+        "    hop_route_event_account_opened_emails --> consumer_route_event_account_opened_emails"
+        in lines
+    )
+    _, edges = mermaid_parts(result.output)
+    assert {
+        ("tests.cli.outbox_app.Register", "db"),
+        ("db", "consumer db"),
+        ("consumer db", "rabbit"),
+        ("rabbit", "consumer rabbit"),
+        ("consumer rabbit", "Account.register_again"),
+        ("account.opened", "count_openings"),
+    } <= edges
+    assert edges == text_edges(text)
+
+
+def test_routes_sharing_a_channel_keep_their_own_endpoints() -> None:
+    graph = build_routing_graph(
+        [
+            endpoint("charge", "event", "order.placed", input_channel=""),
+            endpoint("refund", "event", "order.cancelled", input_channel=""),
+        ],
+        [ConsumerInfo(name="orders", channel="orders", endpoints=("charge", "refund"))],
+        [EndpointChannels("charge", ("orders",)), EndpointChannels("refund", ("orders",))],
+    )
+
+    output = render_text(graph)
+
+    assert (
+        "├── order.placed\n"
+        "│   └── channel orders\n"
+        "│       └── consumer orders\n"
+        "│           └── endpoint charge (shop.charge)\n"
+        "└── order.cancelled\n"
+        "    └── channel orders\n"
+        "        └── consumer orders\n"
+        "            └── endpoint refund (shop.refund)"
+    ) in output
+
+
+def test_without_channel_information_endpoints_hang_directly_under_their_routes() -> None:
+    graph = build_routing_graph(
+        [endpoint("charge", "event", "order.placed", input_channel="")],
+        [ConsumerInfo(name="orders", channel="orders", endpoints=("charge",))],
+    )
+
+    assert text_edges(render_text(graph)) == {
+        ("event bus", "order.placed"),
+        ("order.placed", "charge"),
+    }

@@ -10,6 +10,8 @@ from ecopy import EndpointInfo
 from ecopy.cli.listing import endpoints_section
 from tests.cli.invoking import SAMPLE_APP, Invoke
 
+OUTBOX_APP = "tests.cli.outbox_app:system"
+
 
 def row_of(output: str, first_cell: str) -> str:
     """The table line whose first cell is ``first_cell``."""
@@ -55,8 +57,77 @@ def test_lists_every_endpoint_with_kind_routes_handler_and_channels(invoke: Invo
 def test_an_endpoint_without_output_channel_shows_a_dash(invoke: Invoke) -> None:
     result = invoke("--app", SAMPLE_APP, "list")
 
-    assert cells(row_of(result.output, "get_order"))[-1] == "—"
-    assert cells(row_of(result.output, "notify_customer"))[-1] == "audit"
+    assert cells(row_of(result.output, "get_order"))[5] == "—"
+    assert cells(row_of(result.output, "notify_customer"))[5] == "audit"
+
+
+def test_the_handled_column_says_in_caller_or_the_channel_a_consumer_takes_it_from(
+    invoke: Invoke,
+) -> None:
+    result = invoke("--app", SAMPLE_APP, "list")
+
+    assert "┃ Handled " in result.output
+    assert cells(row_of(result.output, "place_order"))[-1] == "in caller"
+    assert cells(row_of(result.output, "get_order"))[-1] == "in caller"
+    # An internal handler on a queue is run by the queue's consumer.
+    assert cells(row_of(result.output, "ship_order"))[-1] == "via shipping"
+    # A direct channel calls its handler in the sender.
+    assert cells(row_of(result.output, "audit_log"))[-1] == "in caller"
+
+
+def test_an_asynchronous_endpoint_shows_every_hop_of_its_channels(invoke: Invoke) -> None:
+    result = invoke("--app", OUTBOX_APP, "list")
+
+    assert result.exit_code == 0, result.output
+    assert cells(row_of(result.output, "Account.register_again"))[-1] == "via db → rabbit"
+    assert cells(row_of(result.output, "welcome"))[-1] == "via emails"
+    assert cells(row_of(result.output, "count_openings"))[-1] == "in caller"
+    assert cells(row_of(result.output, "mails_sent"))[-1] == "in caller"
+
+
+def test_a_factory_is_listed_with_the_action_that_chooses_it(invoke: Invoke) -> None:
+    result = invoke("--app", OUTBOX_APP, "list")
+
+    assert "Endpoints (5)" in result.output
+    lines = result.output.splitlines()
+    factory = lines.index(row_of(result.output, "Account.open"))
+    assert cells(lines[factory]) == [
+        "Account.open",
+        "command",
+        "tests.cli.outbox_app.Register",
+        "tests.cli.outbox_app.Account.open",
+        "—",
+        "—",
+        "via db → rabbit",
+    ]
+    assert cells(lines[factory + 1]) == ["", "", "", "", "", "", "chosen by Account.register_again"]
+    assert (
+        "An endpoint chosen by another is never routed to by itself: the other endpoint's "
+        "handler runs it instead (an aggregate's factory, when the aggregate does not exist "
+        "yet)." in result.output
+    )
+
+
+def test_the_note_on_chosen_endpoints_appears_only_when_there_is_one(invoke: Invoke) -> None:
+    result = invoke("--app", SAMPLE_APP, "list")
+
+    assert "chosen by" not in result.output
+    assert "never routed to by itself" not in result.output
+
+
+def test_the_system_tells_the_channels_and_the_choice_of_each_endpoint() -> None:
+    from tests.cli.outbox_app import create_system
+
+    with create_system() as app:
+        handling = {entry.endpoint_id: entry for entry in app.endpoint_channels()}
+
+    assert list(handling) == [info.endpoint_id for info in app.endpoints()]
+    assert handling["Account.open"].channels == ("db", "rabbit")
+    assert handling["Account.open"].chosen_by == "Account.register_again"
+    assert handling["Account.register_again"].chosen_by is None
+    assert handling["welcome"].channels == ("emails",)
+    assert handling["welcome"].asynchronous
+    assert not handling["count_openings"].asynchronous
 
 
 def test_lists_the_consumers_with_their_channel_and_endpoints(invoke: Invoke) -> None:
