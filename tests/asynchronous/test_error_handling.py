@@ -218,7 +218,7 @@ def test_max_attempts_none_retries_without_limit():
     assert flow.dead_letter.count() == 0
     assert template.can_retry(10**9)
     assert template.delays_ms(4) == [1000, 2000, 2000, 2000]
-    with pytest.raises(ValueError, match=r"retries without limit \(max_attempts=None\): ask for delays_ms\(count\)"):
+    with pytest.raises(ValueError, match=r"without limit \(max_attempts=None\): ask for delays_ms"):
         template.delays_ms()
     assert RetryTemplate.exponential(100, 2, max_attempts=None).can_retry(10**9)
 

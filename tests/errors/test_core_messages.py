@@ -744,3 +744,46 @@ def test_a_message_with_unusable_headers_is_dead_lettered_naming_it(body, reason
 
     [dead] = flow.dead_letter.list()
     assert dead.exception_message == reason
+
+
+def test_a_message_for_an_endpoint_this_channel_does_not_have_says_how_to_handle_it():
+    flow = bootstrap_flow_testing(
+        classes=[Jobs], enable_asynchronous_processing=[QueueChannel("jobs")]
+    )
+    body = json.dumps(
+        {
+            "type": "json",
+            "payload": {"number": 1},
+            "headers": {"id": "m-4", "ecopy.endpoint_id": "run_job_v1"},
+        }
+    )
+    flow.system.channel("jobs").send_serialized(body)  # type: ignore[attr-defined]
+
+    flow.run("jobs")
+
+    [dead] = flow.dead_letter.list()
+    assert dead.exception_message == (
+        "message m-4 on channel 'jobs' is addressed to endpoint 'run_job_v1', which this "
+        "application does not have on this channel (a handler removed, renamed or moved while "
+        "its messages were queued); to handle such messages, give a handler on this channel "
+        "endpoint_id='run_job_v1'"
+    )
+
+
+def test_a_channel_declared_twice_is_to_be_declared_once():
+    from ecopy import ServiceConfiguration
+    from ecopy_dbal import DbalChannel, DbalConfiguration
+
+    problems = problems_of(
+        config=ServiceConfiguration(
+            extensions=[
+                DbalConfiguration(url="sqlite://"),
+                QueueChannel("orders"),
+                DbalChannel("orders"),
+            ]
+        )
+    )
+
+    assert problems == (
+        "channel 'orders' is declared twice among the extensions; keep one declaration of it",
+    )
