@@ -293,8 +293,12 @@ def _asynchronous(
     for option in ("delayed", "time_to_live"):
         if option in modifiers and channels is None:
             context.problems.append(
-                f"handler {info.handler} has @{option} but is not @asynchronous; delivery "
-                f"options apply to messages sent to a channel"
+                f"query handler {info.handler} has @{option}, but a query is answered at "
+                f"once; remove @{option}"
+                if info.kind == "query"
+                else f"handler {info.handler} has @{option} but is not @asynchronous, and "
+                f"@{option} applies only to messages sent to a channel; make it "
+                f'@asynchronous("<channel>") too, or remove @{option}'
             )
     if channels is None or context.asynchronous_inline:
         return None

@@ -8,6 +8,7 @@ asynchronous processing and scheduling, then the modules among the extension obj
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
@@ -185,6 +186,25 @@ class SystemBuilder:
             )
 
 
+def _not_a_class(target: object) -> str:
+    """The problem with something in classes= that has no handlers to register."""
+    if inspect.isfunction(target):
+        return (
+            f"classes= holds the function {target.__module__}.{target.__qualname__}, which "
+            f"carries no ecopy decorator; decorate it (e.g. @event_handler) or leave it out"
+        )
+    if inspect.isroutine(target) or inspect.ismodule(target):
+        return (
+            f"classes= holds {target!r}, which is neither a class nor a decorated function; "
+            f"give the classes (or the module path in scan=)"
+        )
+    name = type(target).__qualname__
+    return (
+        f"classes= holds an instance of {name}, where a class belongs; give {name} in "
+        f"classes= and the instance in services="
+    )
+
+
 def _classes_given_as_services(services: Iterable[object] | Mapping[str, object]) -> list[str]:
     given = services.values() if isinstance(services, Mapping) else services
     return [
@@ -225,10 +245,7 @@ def _members(targets: list[Any], problems: list[str]) -> list[DeclaredMember]:
         else:
             member = declared_function(target)
             if member is None:
-                problems.append(
-                    f"{target!r} was given in classes= but is neither a class nor a "
-                    f"decorated function"
-                )
+                problems.append(_not_a_class(target))
             else:
                 members.append(member)
     return members

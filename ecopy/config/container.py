@@ -99,7 +99,8 @@ class Container:
         except Exception as error:
             problems.append(
                 f"class {cls.__qualname__} could not be instantiated for its handlers "
-                f"({type(error).__name__}: {error}); pass an instance in services="
+                f"({type(error).__name__}: {error}); pass an instance in "
+                f"services=[{cls.__qualname__}(...)]"
             )
             return None
         self.add(instance)

@@ -141,11 +141,12 @@ def define_handlers(context: ModuleContext) -> list[HandlerDefinition]:
             endpoint_id = definition.info.endpoint_id
             if endpoint_id in seen_ids:
                 context.problems.append(
-                    f"endpoint id {endpoint_id!r} is used by {seen_ids[endpoint_id]} and "
-                    f"{member.name}; give one of them endpoint_id="
+                    f"endpoint id {endpoint_id!r} is used by two handlers, "
+                    f"{seen_ids[endpoint_id]} and {definition.info.handler}; an endpoint id "
+                    f"names one handler, give the other one its own endpoint_id="
                 )
                 continue
-            seen_ids[endpoint_id] = member.name
+            seen_ids[endpoint_id] = definition.info.handler
             definitions.append(definition)
     for hook in context.definition_hooks:
         definitions = hook(definitions)
@@ -176,9 +177,10 @@ def _definition(
         if isinstance(annotation, str):
             problems.append(
                 f"handler {name}: the annotation {annotation!r} of its first parameter "
-                f"cannot be resolved; define {annotation} at module level (annotations of "
-                f"classes defined inside functions cannot be resolved later with "
-                f"'from __future__ import annotations')"
+                f"cannot be resolved; import {annotation} in the handler's module at run time "
+                f"(not only under TYPE_CHECKING) and define it at module level (with 'from "
+                f"__future__ import annotations', a class defined inside a function cannot be "
+                f"found later)"
             )
             return None
         if not payload_types:
@@ -340,8 +342,9 @@ def subscribe_internal(context: ModuleContext, endpoints: list[Endpoint]) -> dic
         known = owners.get(info.input_channel)
         if known is not None:
             context.problems.append(
-                f"channel {info.input_channel!r} has two handlers ({known.info.handler} and "
-                f"{info.handler}); a channel is point to point, give each its own channel"
+                f"channel {info.input_channel!r} has two internal handlers, "
+                f"{known.info.handler} and {info.handler}, but it delivers each message to "
+                f"one handler; give each handler its own input channel"
             )
             continue
         owners[info.input_channel] = endpoint

@@ -81,7 +81,9 @@ class InterceptorSource:
                 )
         elif any(p.annotation is MethodInvocation for p in parameters):
             problems.append(
-                f"interceptor {name}: only @around interceptors receive a MethodInvocation"
+                f"interceptor {name} is @{declaration.kind} and takes a MethodInvocation, which "
+                f"only @around interceptors receive; make it @around (and call "
+                f"invocation.proceed()), or remove that parameter"
             )
         return cls(name, target, declaration, parameters, pointcut, order, invocation)
 

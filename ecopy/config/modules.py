@@ -163,7 +163,10 @@ class ModuleContext:
 
     def add_channel(self, name: str, channel: MessageChannel | PollableChannel) -> None:
         if name in self.channels:
-            self.problems.append(f"channel {name!r} is declared twice")
+            self.problems.append(
+                f"channel {name!r} is declared twice among the extensions; keep one "
+                f"declaration of it"
+            )
         self.channels[name] = channel
 
     def channel_unavailable(self, name: str) -> None:

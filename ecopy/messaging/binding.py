@@ -165,7 +165,9 @@ class ArgumentBinder:
                 if not found:
                     problems.append(
                         f"handler {handler}: parameter {parameter.name!r} refers to service "
-                        f"{marker.name!r}, which is not registered; pass it in services="
+                        f"{marker.name!r}, which is not registered; give it that name: "
+                        f"services={{{marker.name!r}: ...}} (a service in a list is known by "
+                        f"its class name and its snake_case class name)"
                     )
                     return _constant(None)
                 return _constant(service)

@@ -64,7 +64,7 @@ class DirectChannel:
     def _nobody(self, message: Message) -> Any:
         raise DispatchError(
             f"Channel {self.name!r} has no subscriber for message {message.id}; declare a "
-            f"handler with input channel {self.name!r}"
+            f"handler for it with @internal_handler({self.name!r})"
         )
 
     def __repr__(self) -> str:

@@ -64,8 +64,8 @@ class ControlledClock(Clock):
         seconds = duration.total_seconds() if isinstance(duration, timedelta) else duration
         if seconds < 0:
             raise ValueError(
-                "a clock cannot go back; set an earlier time with change_time_to() on the flow "
-                "(ControlledClock.change_to())"
+                f"a clock cannot go back, but advance() was given {duration!r}; to set an "
+                f"earlier time, use change_time_to() on the flow (ControlledClock.change_to())"
             )
         with self._lock:
             self._now += seconds

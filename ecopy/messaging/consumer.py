@@ -328,7 +328,10 @@ class PollingConsumer(ConsumerLoop):
                 return False
             raise NoEndpointForMessage(
                 f"message {message.id} on channel {self.channel.name!r} is addressed to "
-                f"endpoint {endpoint_id!r}, which this application does not have here"
+                f"endpoint {endpoint_id!r}, which this application does not have on this "
+                f"channel (a handler removed, renamed or moved while its messages were "
+                f"queued); to handle such messages, give a handler on this channel "
+                f"endpoint_id={endpoint_id!r}"
             )
         handler(message)
         return True

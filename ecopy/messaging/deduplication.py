@@ -43,11 +43,19 @@ def deduplicated(
 
     if key is not None and not callable(key):
         raise TypeError(
-            f"@deduplicated(key=...) takes a function of the message, got {key!r}; for a "
-            f'header use @deduplicated("{key}")'
+            f"@deduplicated(key=...) takes a function of the message, got {key!r}"
+            + (
+                f'; to deduplicate by a header, write @deduplicated("{key}")'
+                if isinstance(key, str)
+                else ""
+            )
         )
     if key is not None and isinstance(header, str):
-        raise TypeError("@deduplicated takes a header name or key=, not both")
+        raise TypeError(
+            f"@deduplicated got both the header {header!r} and key=; give one: "
+            f'@deduplicated("{header}") deduplicates by that header, @deduplicated(key=...) by '
+            f"what the function returns"
+        )
 
     def decorate(target: F, header_name: str | None = None) -> F:
         declare(target).modifiers["deduplicated"] = (header_name, key, tracking_name)
@@ -128,8 +136,9 @@ def deduplicating(
             value = key(message)
         except Exception as error:
             raise DeduplicationKeyError(
-                f"the deduplication key of {scope} failed for message {message.id}: "
-                f"{type(error).__name__}: {error}"
+                f"the deduplication key function of {scope} raised {type(error).__name__}: "
+                f"{error}, for message {message.id}; it must accept every message the handler "
+                f"receives (return None to handle a message without deduplicating it)"
             ) from error
         if value is None:
             return core(message)

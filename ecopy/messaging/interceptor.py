@@ -218,7 +218,8 @@ def _apply_return(interceptor: CompiledInterceptor, message: Message, returned: 
         if not isinstance(returned, Mapping):
             raise TypeError(
                 f"interceptor {interceptor.name} has change_headers=True and must return a dict "
-                f"of headers, but returned {type(returned).__qualname__}"
+                f"of headers to add (or None), but returned {type(returned).__qualname__} for "
+                f"message {message.id}"
             )
         return message.with_headers(returned)
     return message.with_payload(returned)

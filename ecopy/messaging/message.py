@@ -86,7 +86,10 @@ class Message:
         object.__setattr__(self, "_headers", _complete(dict(headers) if headers else {}))
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("Message is immutable; use with_payload() or with_headers()")
+        raise AttributeError(
+            f"Message is immutable, so {name!r} cannot be set; make a changed copy with "
+            f"with_payload() or with_headers()"
+        )
 
     @property
     def payload(self) -> Any:

@@ -25,7 +25,9 @@ def named_event(name: str) -> Callable[[T], T]:
     'order.placed'
     """
     if not isinstance(name, str) or not name:
-        raise ConfigurationError([f"@named_event needs a non-empty string name, got {name!r}"])
+        raise ConfigurationError(
+            [f'@named_event needs a non-empty string name (e.g. "order.placed"), got {name!r}']
+        )
 
     def decorate(cls: T) -> T:
         # Set on the class itself (not inherited): a subclass is a different message.

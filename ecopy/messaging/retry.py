@@ -52,18 +52,26 @@ class RetryTemplate:
         object.__setattr__(self, "delays", tuple(self.delays))
         object.__setattr__(self, "non_retryable", tuple(self.non_retryable))
         attempts = self.max_attempts
-        if (
-            self.initial_delay_ms < 0
-            or self.multiplier <= 0
-            or (attempts is not None and (isinstance(attempts, bool) or attempts < 0))
-        ):
-            raise ValueError(
-                "RetryTemplate needs initial_delay_ms >= 0, max_attempts >= 0 (or None: no "
-                "limit), multiplier > 0"
+        wrong = [
+            f"{name} must be {rule}, got {value!r}"
+            for name, value, rule, bad in (
+                ("initial_delay_ms", self.initial_delay_ms, ">= 0", self.initial_delay_ms < 0),
+                ("multiplier", self.multiplier, "> 0", self.multiplier <= 0),
+                (
+                    "max_attempts",
+                    attempts,
+                    "an int >= 0 (or None: no limit)",
+                    attempts is not None and (isinstance(attempts, bool) or attempts < 0),
+                ),
             )
+            if bad
+        ]
+        if wrong:
+            raise ValueError(f"RetryTemplate: {'; '.join(wrong)}")
         if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in self.delays):
             raise ValueError(
-                f"RetryTemplate.backoff needs delays in milliseconds >= 0, got {list(self.delays)}"
+                f"RetryTemplate.backoff needs delays in whole milliseconds >= 0 (e.g. [1000, "
+                f"5000] for 1 s, then 5 s), got {list(self.delays)}"
             )
         for entry in self.non_retryable:
             if not (
@@ -151,8 +159,8 @@ class RetryTemplate:
         count = self.max_attempts if count is None else count
         if count is None:
             raise ValueError(
-                "this RetryTemplate retries without limit: ask for delays_ms(count) of the "
-                "first count retries"
+                "this RetryTemplate retries without limit (max_attempts=None): ask for "
+                "delays_ms(count), the delays of the first count retries"
             )
         return [self.delay_ms(retry) for retry in range(1, count + 1)]
 

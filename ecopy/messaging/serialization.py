@@ -117,7 +117,9 @@ class MessageSerializer:
         ):
             problem = header_problem(headers)
             if problem is not None:
-                raise MessageDeserializationError(f"unusable headers: {problem}")
+                readable = type(message_id) is str and not problem.startswith("the id")
+                which = f"message {message_id}" if readable else "a message"
+                raise MessageDeserializationError(f"{which} has unusable headers: {problem}")
         raw = envelope.get("payload")
         if kind == JSON_TYPE:
             return build_message(raw, headers)

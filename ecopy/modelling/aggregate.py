@@ -86,7 +86,12 @@ def event_sourcing_aggregate(cls: Any = None, /, *, snapshot_every: int | None =
     """An event-sourced aggregate: handlers return events; ``@event_sourcing_handler`` methods
     apply them. ``snapshot_every=N`` stores a snapshot every N events."""
     if snapshot_every is not None and snapshot_every < 1:
-        raise ConfigurationError([f"snapshot_every must be at least 1, got {snapshot_every}"])
+        raise ConfigurationError(
+            [
+                f"@event_sourcing_aggregate(snapshot_every={snapshot_every!r}): snapshot_every "
+                f"is a number of events, at least 1; leave it out to store no snapshots"
+            ]
+        )
     options = AggregateOptions("event_sourced", snapshot_every)
     if cls is not None:
         return _mark(cls, options)
@@ -157,8 +162,9 @@ class AggregateDefinition:
             return None
         identifiers = tuple(annotated_fields(aggregate_class, Identifier))
         if not identifiers:
+            kind = "saga" if options.kind == "saga" else "aggregate"
             problems.append(
-                f"aggregate {aggregate_class.__qualname__} has no identifier; mark its "
+                f"{kind} {aggregate_class.__qualname__} has no identifier; mark its "
                 f"identifier field with Annotated[str, Identifier]"
             )
         versions = annotated_fields(aggregate_class, AggregateVersion)

@@ -31,7 +31,12 @@ from ecopy.errors import (
 from ecopy.messaging.context import outgoing_headers
 from ecopy.messaging.message import ID, Message, new_message_id
 from ecopy.messaging.naming import type_name
-from ecopy.modelling.aggregate import AggregateDefinition, TargetVersion, WithEvents
+from ecopy.modelling.aggregate import (
+    AggregateDefinition,
+    TargetVersion,
+    WithEvents,
+    aggregate_options,
+)
 from ecopy.modelling.buses import EventBus
 from ecopy.modelling.event_store import EventStore, NewEvent, SnapshotStore
 from ecopy.modelling.identifier import (
@@ -92,9 +97,15 @@ class AggregateStore:
         try:
             return self.definitions[aggregate_class]
         except KeyError:
+            if aggregate_options(aggregate_class) is not None:
+                raise AggregateDefinitionError(
+                    f"{aggregate_class.__qualname__} is not part of this application; give it "
+                    f"to bootstrap (classes= or scan=)"
+                ) from None
             raise AggregateDefinitionError(
-                f"{aggregate_class.__qualname__} is not a registered aggregate or saga; "
-                f"decorate it and pass it to bootstrap"
+                f"{aggregate_class.__qualname__} is not an aggregate or a saga; decorate it "
+                f"with @aggregate, @event_sourcing_aggregate or @saga and give it to bootstrap "
+                f"(classes= or scan=)"
             ) from None
 
     def repository(self, aggregate_class: type[Any]) -> Repository:
@@ -112,7 +123,8 @@ class AggregateStore:
     def find(self, aggregate_class: type[Any], identifier: Any) -> Any:
         """The current state of an aggregate (``None`` if it does not exist)."""
         definition = self.definition(aggregate_class)
-        loaded = self.load(definition, as_identifier(definition.identifiers, identifier))
+        key = as_identifier(definition.identifiers, identifier, aggregate=definition.name)
+        loaded = self.load(definition, key)
         return None if loaded is None else loaded.aggregate
 
     def save_state(

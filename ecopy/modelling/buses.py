@@ -22,8 +22,19 @@ from ecopy.messaging.message import TIMESTAMP, Message, build_message
 from ecopy.modelling.routing import EventRouter, PointToPointRouter
 
 
-def _not_ready(message: Message) -> Any:
-    raise RuntimeError("the bus is used before bootstrap finished wiring it")
+def _unwired(bus: str) -> Invoker:
+    def not_ready(message: Message) -> Any:
+        raise RuntimeError(
+            f"this {bus} belongs to no application, so message {message.id} cannot be sent: "
+            f"use the one bootstrap() returns (app.{_snake(bus)}), or take {bus} as a "
+            f"parameter of a handler"
+        )
+
+    return not_ready
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
 class _Gateway:
@@ -33,7 +44,7 @@ class _Gateway:
     __slots__ = ("_dispatch", "_now")
 
     def __init__(self) -> None:
-        self._dispatch: Invoker = _not_ready
+        self._dispatch: Invoker = _unwired(type(self).__name__)
         self._now: Callable[[], float] = time.time
 
     def _send(self, payload: Any, headers: Mapping[str, Any] | None) -> Any:

@@ -32,8 +32,17 @@ def _handler(
     options: Mapping[str, Any] | None = None,
 ) -> Any:
     key = None if _is_target(target_or_key) else target_or_key
+    if isinstance(key, type):
+        raise TypeError(
+            f"@{kind}_handler takes a routing key string, got the class {key.__qualname__}; "
+            f"to route by class, write @{kind}_handler without arguments and annotate the "
+            f"first parameter with it ({kind}: {key.__qualname__})"
+        )
     if key is not None and not isinstance(key, str):
-        raise TypeError(f"@{kind}_handler takes a routing key string, got {key!r}")
+        raise TypeError(
+            f'@{kind}_handler takes a routing key string (e.g. @{kind}_handler("order.place")), '
+            f"got {key!r}"
+        )
 
     def decorate(target: F) -> F:
         declare(target).handlers.append(
@@ -159,7 +168,11 @@ def event_handler(
     if "listen_to" in keywords:
         listen_to = keywords.pop("listen_to")
     if keywords:
-        raise TypeError(f"@event_handler got unexpected options {sorted(keywords)}")
+        raise TypeError(
+            f"@event_handler got unexpected options {sorted(keywords)}; it takes listen_to, "
+            f"endpoint_id, output_channel, identifier_mapping, identifier_metadata_mapping and "
+            f"drop_message_on_not_found"
+        )
     return _handler(
         "event",
         listen_to,
@@ -182,7 +195,10 @@ def internal_handler(
     """Handle messages arriving on a named channel; a non-``None`` return value continues on
     ``output_channel`` (``None`` stops the chain)."""
     if not isinstance(input_channel, str) or not input_channel:
-        raise TypeError(f"@internal_handler needs an input channel name, got {input_channel!r}")
+        raise TypeError(
+            f'@internal_handler needs the name of its input channel (e.g. @internal_handler("'
+            f'orders.validated")), got {input_channel!r}'
+        )
     decorate: Callable[[F], F] = _handler(
         "internal",
         None,

@@ -159,12 +159,25 @@ def public_identifier(identifier: Mapping[str, Any]) -> Any:
     return dict(identifier)
 
 
-def as_identifier(identifiers: tuple[str, ...], value: Any) -> dict[str, Any]:
-    """Normalize a user-given identifier (single value or dict) to a dict."""
+def as_identifier(
+    identifiers: tuple[str, ...], value: Any, *, aggregate: str | None = None
+) -> dict[str, Any]:
+    """Normalize a user-given identifier (single value or dict) to a dict; ``aggregate`` names
+    the aggregate in the error raised when ``value`` does not fit."""
     if isinstance(value, Mapping):
-        return {name: value[name] for name in identifiers}
-    if len(identifiers) != 1:
+        missing = [name for name in identifiers if name not in value]
+        if not missing:
+            return {name: value[name] for name in identifiers}
+    elif len(identifiers) == 1:
+        return {identifiers[0]: value}
+    of = f" of {aggregate}" if aggregate else ""
+    if len(identifiers) == 1:
         raise IdentifierNotFound(
-            f"a composite identifier needs a dict with {', '.join(identifiers)}, got {value!r}"
+            f"the identifier{of} is {identifiers[0]}: give its value, or a dict with "
+            f"{identifiers[0]!r}, not {value!r}"
         )
-    return {identifiers[0]: value}
+    example = ", ".join(f"{name!r}: ..." for name in identifiers)
+    raise IdentifierNotFound(
+        f"the identifier{of} is composite: give a dict with {', '.join(identifiers)} "
+        f"({{{example}}}), not {value!r}"
+    )

@@ -222,4 +222,8 @@ def test_a_handler_class_that_cannot_be_instantiated():
 def test_something_in_classes_that_is_not_a_handler():
     [problem] = problems_of(classes=[lambda: None])
 
-    assert "neither a class nor a decorated function" in problem
+    assert problem == (
+        f"classes= holds the function {__name__}.test_something_in_classes_that_is_not_a_"
+        f"handler.<locals>.<lambda>, which carries no ecopy decorator; decorate it (e.g. "
+        f"@event_handler) or leave it out"
+    )

@@ -294,8 +294,12 @@ def test_aggregates_and_sagas_without_identifier_are_all_reported_at_bootstrap()
         bootstrap_flow_testing(classes=[Anonymous, AnonymousSaga, AnonymousHistory])
 
     problems = raised.value.problems
-    for name in ("Anonymous", "AnonymousSaga", "AnonymousHistory"):
-        assert any(f"aggregate {name} has no identifier" in p for p in problems), problems
+    for kind, name in (
+        ("aggregate", "Anonymous"),
+        ("saga", "AnonymousSaga"),
+        ("aggregate", "AnonymousHistory"),
+    ):
+        assert any(f"{kind} {name} has no identifier" in p for p in problems), problems
     others = [p for p in problems if "Identifier" not in p]
     assert others == [
         "saga AnonymousSaga has no factory handler, so nothing can start it and every message "
