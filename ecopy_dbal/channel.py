@@ -132,7 +132,10 @@ class DbalChannel:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"DbalChannel needs a channel name, got {self.name!r}")
+            raise ValueError(
+                f"DbalChannel needs a channel name (the one handlers give @asynchronous), got "
+                f"{self.name!r}"
+            )
         timeout = self.visibility_timeout_s
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ValueError(
@@ -572,7 +575,10 @@ class DbalQueue:
                 self.name,
                 message.id,
                 f"its claim (visibility timeout {self.visibility_timeout_s:.1f} s) expired "
-                f"before the handling finished, and another consumer took it",
+                f"before the handling finished, and another consumer took it; this handling is "
+                f"rolled back and that consumer handles the message. If handlers take longer "
+                f"than the timeout, or the database was unreachable for that long, give the "
+                f"channel a longer one: DbalChannel({self.name!r}, visibility_timeout_s=...)",
             )
 
     def return_message(self, message: Message) -> None:

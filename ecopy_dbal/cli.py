@@ -14,8 +14,9 @@ import click
 from sqlalchemy.engine import Engine
 
 from ecopy.cli.app_loading import ApplicationReference
+from ecopy.messaging.outage import describe
 from ecopy_dbal import schema
-from ecopy_dbal.configuration import tables_not_checked
+from ecopy_dbal.configuration import cannot_use, tables_not_checked
 from ecopy_dbal.database import Database, create_database_engine
 
 
@@ -45,6 +46,8 @@ def setup_command(application: ApplicationReference, url: str | None) -> None:
         names = schema.setup(engine)
     except schema.OutdatedSchema as error:
         raise click.ClickException(str(error)) from None
+    except Exception as error:
+        raise _unreachable(engine, error, "created") from None
     click.echo(f"ecopy tables ready in {_shown(engine)}: {', '.join(names)}")
 
 
@@ -59,13 +62,19 @@ def drop_command(application: ApplicationReference, url: str | None, yes: bool) 
         click.confirm(
             f"Drop every ecopy table in {_shown(engine)}, with all their rows?", abort=True
         )
-    names = schema.drop(engine)
+    try:
+        names = schema.drop(engine)
+    except Exception as error:
+        raise _unreachable(engine, error, "dropped") from None
     click.echo(f"ecopy tables dropped from {_shown(engine)}: {', '.join(names)}")
 
 
 def _engine(application: ApplicationReference, url: str | None) -> Engine:
     if url is not None:
-        return create_database_engine(url)
+        try:
+            return create_database_engine(url)
+        except Exception as error:
+            raise click.ClickException(cannot_use(url, error)) from None
     with tables_not_checked():  # they are what this command creates
         system = application.load()
     database = system.service(Database)
@@ -75,6 +84,16 @@ def _engine(application: ApplicationReference, url: str | None) -> Engine:
             f"DbalConfiguration(url=...) to its extensions, or pass --url"
         )
     return database.engine
+
+
+def _unreachable(engine: Engine, error: Exception, done: str) -> click.ClickException:
+    """The database refused the work (it is down, or the user may not create tables): one
+    line with the driver's reason instead of a traceback."""
+    return click.ClickException(
+        f"the ecopy tables could not be {done} in {_shown(engine)}: {describe(error)}; check "
+        f"that the database server is running and reachable, and that its user may create "
+        f"and drop tables"
+    )
 
 
 def _shown(engine: Engine) -> str:

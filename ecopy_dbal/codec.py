@@ -55,8 +55,8 @@ class Codec:
             return kind, to_json(payload).decode()
         except Exception as error:
             raise StoredDataError(
-                f"a {cls.__qualname__} cannot be stored as JSON ({error}); events must be "
-                f"dataclasses, pydantic models or JSON values"
+                f"a {cls.__module__}.{cls.__qualname__} cannot be stored as JSON ({error}); "
+                f"events must be dataclasses, pydantic models or JSON values"
             ) from error
 
     def decode_payload(self, kind: str, text: str | bytes) -> Any:
@@ -67,12 +67,17 @@ class Codec:
         if cls is None:
             raise StoredDataError(
                 f"stored type {kind!r} is not known to this application: only known classes are "
-                f"read back; scan or pass the class to bootstrap, or name it with @named_event"
+                f"read back; pass the class to bootstrap (classes= or scan=), or, if it was "
+                f"renamed or moved, give it its old name with @named_event({kind!r})"
             )
         try:
             return self.conversion.adapter(cls).validate_python(raw)
         except Exception as error:
-            raise StoredDataError(f"stored {kind} does not fit its class: {error}") from error
+            raise StoredDataError(
+                f"stored {kind} does not fit its class {cls.__module__}.{cls.__qualname__} any "
+                f"more: {error}; stored events are never rewritten, so give the fields added "
+                f"since they were stored a default value"
+            ) from error
 
     @staticmethod
     def encode_json(value: Mapping[str, Any]) -> str:
@@ -114,9 +119,10 @@ class Codec:
                 )
             return document
         except Exception as error:
+            # The caller says which row, and the fix for its table.
             raise StoredDataError(
-                f"stored {cls.__qualname__} does not fit its class any more: {error}; migrate "
-                f"the stored documents or make the new fields optional"
+                f"the stored fields do not fit {cls.__module__}.{cls.__qualname__} any more: "
+                f"{error}"
             ) from error
 
     def _dump(self, annotation: Any, value: Any) -> Any:

@@ -17,10 +17,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
 from ecopy.config.modules import ModuleContext
+from ecopy.messaging.outage import describe
 from ecopy_dbal import schema
 from ecopy_dbal.codec import Codec
 from ecopy_dbal.database import (
@@ -64,7 +65,10 @@ class DbalConfiguration:
 
     def __post_init__(self) -> None:
         if self.url is not None and self.engine is not None:
-            raise ValueError("DbalConfiguration takes url= or engine=, not both")
+            raise ValueError(
+                "DbalConfiguration takes url= or engine=, not both: give url= for an engine "
+                "ecopy builds (with its timeouts), or engine= for one you built yourself"
+            )
         for name in ("lock_timeout_s", "idle_in_transaction_timeout_s"):
             value = getattr(self, name)
             if value is not None and (
@@ -98,6 +102,8 @@ class DbalConfiguration:
         context.on_close(database.dispose)
         if self.transactions:
             context.use_transactions(database)
+        else:
+            database.handlers_in_transactions = False
         context.provide(Connection, database.connection, in_transaction=True)
         context.provide(Session, database.session, in_transaction=True)
         if self.dead_letters:
@@ -255,9 +261,15 @@ def cannot_use(url: str | None, error: Exception) -> str:
             f"on synchronous drivers: postgresql+psycopg://... with ecopy-messaging[postgres], "
             f"or mysql+pymysql://... with ecopy-messaging[mysql]"
         )
+    if isinstance(error, ArgumentError):
+        return (
+            f"the URL {shown} cannot be used ({error}); write it as dialect+driver://user:"
+            f"password@host/database: sqlite:///path, postgresql+psycopg://... or "
+            f"mysql+pymysql://..."
+        )
     return (
-        f"the database cannot be used ({type(error).__name__}: {error}); check the URL and "
-        f"that the server is running"
+        f"the database cannot be used ({describe(error)}); check the URL and that the server "
+        f"is running"
     )
 
 

@@ -223,6 +223,10 @@ class Database(TransactionManager):
     def __init__(self, engine: Engine, *, retry_attempts: int = 8, retry_max_wait: float = 2.0):
         self.engine = engine
         self.dialect = engine.dialect.name
+        #: Whether handlers run in this database's transactions (``DbalConfiguration(
+        #: transactions=False)`` turns it off); it chooses the advice of
+        #: ``NoTransactionInProgress``.
+        self.handlers_in_transactions = True
         self._unit: ContextVar[_Unit | None] = ContextVar(f"ecopy_dbal_{id(self)}", default=None)
         self._retrying_attempts = retry_attempts
         self._retrying = tenacity.Retrying(
@@ -323,12 +327,7 @@ class Database(TransactionManager):
         """The connection of the transaction in progress (what handlers get injected)."""
         unit = self._unit.get()
         if unit is None:
-            raise NoTransactionInProgress(
-                "a handler asked for sqlalchemy.Connection, but no transaction is in progress: "
-                "handlers that take the connection run in a transaction unless they are "
-                "@without_transaction; remove @without_transaction from the handler, or open "
-                "one with `with database.transaction():`"
-            )
+            raise NoTransactionInProgress(self._outside_transaction("sqlalchemy.Connection"))
         return unit.connection
 
     def session(self) -> Session:
@@ -336,17 +335,33 @@ class Database(TransactionManager):
         ``session.commit()`` inside a handler does not end the framework's transaction."""
         unit = self._unit.get()
         if unit is None:
-            raise NoTransactionInProgress(
-                "a handler asked for sqlalchemy.orm.Session, but no transaction is in progress: "
-                "handlers that take the session run in a transaction unless they are "
-                "@without_transaction; remove @without_transaction from the handler, or open "
-                "one with `with database.transaction():`"
-            )
+            raise NoTransactionInProgress(self._outside_transaction("sqlalchemy.orm.Session"))
         if unit.session is None:
             unit.session = Session(
                 bind=unit.connection, join_transaction_mode="rollback_only", autoflush=True
             )
         return unit.session
+
+    def _outside_transaction(self, asked_for: str) -> str:
+        if self.handlers_in_transactions:
+            cause = (
+                "the handler is marked @without_transaction; remove that mark, or open a "
+                "transaction in the handler"
+            )
+        else:
+            cause = (
+                "the application turned transactions off with DbalConfiguration("
+                "transactions=False); turn them back on, or open a transaction in the handler"
+            )
+        use = (
+            "`with database.transaction() as connection:`"
+            if asked_for.endswith("Connection")
+            else "`database.session()` inside `with database.transaction():`"
+        )
+        return (
+            f"a handler asked for {asked_for}, but no transaction is in progress: {cause}: "
+            f"give it a parameter `database: ecopy_dbal.Database` and use {use}"
+        )
 
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
         # The first failure was logged as a warning; the attempts after it only in debug.

@@ -20,7 +20,7 @@ from ecopy.messaging.naming import type_name
 from ecopy.modelling.event_store import stale_version_error
 from ecopy.modelling.identifier import identifier_key
 from ecopy.modelling.repository import Loaded, Repository
-from ecopy_dbal.codec import Codec
+from ecopy_dbal.codec import Codec, StoredDataError
 from ecopy_dbal.database import Database
 from ecopy_dbal.schema import Key, LongText, Timestamp, metadata
 
@@ -61,7 +61,16 @@ class DbalRepository(Repository):
         )
         if row is None:
             return None
-        return Loaded(self._codec.decode_document(aggregate_class, row.document), row.version)
+        try:
+            document = self._codec.decode_document(aggregate_class, row.document)
+        except StoredDataError as error:
+            raise StoredDataError(
+                f"{aggregate_class.__qualname__} {identifier_key(identifier)!r} in "
+                f"ecopy_documents cannot be read: {error}; migrate the stored documents to the "
+                f"class's new shape, or give the fields added since they were stored a default "
+                f"value"
+            ) from error
+        return Loaded(document, row.version)
 
     def save(
         self,

@@ -31,7 +31,7 @@ from ecopy.modelling.event_store import (
 )
 from ecopy_dbal.codec import Codec, StoredDataError
 from ecopy_dbal.database import Database
-from ecopy_dbal.schema import Key, LongText, Timestamp, metadata
+from ecopy_dbal.schema import Key, LongText, Timestamp, metadata, unsupported_dialect
 
 events_table = sa.Table(
     "ecopy_events",
@@ -283,7 +283,14 @@ class DbalSnapshotStore(SnapshotStore):
                 f"its module), or delete the row from ecopy_snapshots; the aggregate is then "
                 f"rebuilt from its events"
             )
-        return Snapshot(row.version, self._codec.decode_document(cls, row.state))
+        try:
+            state = self._codec.decode_document(cls, row.state)
+        except StoredDataError as error:
+            raise StoredDataError(
+                f"the snapshot of {stream} {aggregate_id!r} cannot be read: {error}; delete the "
+                f"row from ecopy_snapshots: the aggregate is then rebuilt from its events"
+            ) from error
+        return Snapshot(row.version, state)
 
     def _known_name(self, cls: type[Any], stream: str, aggregate_id: str) -> str:
         """The name the state is stored under; the class is registered so that this
@@ -296,7 +303,8 @@ class DbalSnapshotStore(SnapshotStore):
             raise StoredDataError(
                 f"the snapshot of {stream} {aggregate_id!r} cannot be stored: its class "
                 f"{cls.__module__}.{cls.__qualname__} has the name {name!r} of another class, "
-                f"{known.__module__}.{known.__qualname__}; give one of them another name"
+                f"{known.__module__}.{known.__qualname__}; give one of them another name with "
+                f"@named_event"
             )
         return name
 
@@ -329,8 +337,8 @@ def _position_lock_statement(dialect: str) -> sa.Executable | None:
         # The duplicate key makes InnoDB take an exclusive lock on the row, changed or not.
         return mysql.insert(position_lock_table).values(id=1).on_duplicate_key_update(id=1)
     raise EcopyError(
-        f"the ecopy event store supports SQLite, PostgreSQL and MySQL/MariaDB, not {dialect}; "
-        f"use DbalConfiguration(event_store=False) and register an EventStore of your own"
+        f"{unsupported_dialect(dialect, 'the ecopy event store')}, or keep the database and "
+        f"use DbalConfiguration(event_store=False) with an EventStore of your own in services="
     )
 
 

@@ -90,12 +90,20 @@ _DATABASE_NOW = {
 }
 
 
+def unsupported_dialect(dialect: str, store: str = "ecopy_dbal") -> str:
+    """Why ``store`` cannot run on ``dialect``, and what to do."""
+    return (
+        f"{store} runs on SQLite, PostgreSQL and MariaDB/MySQL, not on the database dialect "
+        f"{dialect!r}; point DbalConfiguration at one of those"
+    )
+
+
 def database_now(dialect: str) -> sa.ColumnElement[float]:
     """The database's current time as an SQL expression of type ``Timestamp``."""
     try:
         text = _DATABASE_NOW[dialect]
     except KeyError:
-        raise ValueError(f"no clock expression for database dialect {dialect!r}") from None
+        raise ValueError(unsupported_dialect(dialect)) from None
     return sa.literal_column(text, type_=Timestamp())
 
 
@@ -118,7 +126,7 @@ def database_now_plus(dialect: str, seconds: sa.ColumnElement[Any]) -> sa.Column
             sa.literal_column("'000'")
         )
     else:
-        raise ValueError(f"no clock expression for database dialect {dialect!r}")
+        raise ValueError(unsupported_dialect(dialect))
     return sa.type_coerce(later, Timestamp())
 
 

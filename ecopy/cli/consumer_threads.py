@@ -123,5 +123,8 @@ class ConsumerThreads:
 def _replica(consumer: Consumer) -> Consumer:
     if not isinstance(consumer, PollingConsumer):
         # ``ecopy run`` refuses this before it gets here (see ``check_copies``).
-        raise TypeError(f"consumer {consumer.name!r} cannot run in several threads")
+        raise TypeError(
+            f"consumer {consumer.name!r} is not a channel consumer (a @scheduled method, say), "
+            f"so it cannot run in several threads: each copy would run it on its own schedule"
+        )
     return consumer.replica()

@@ -128,8 +128,10 @@ class FlowTestSupport:
         clock = self.system.clock
         if not isinstance(clock, ControlledClock):
             raise TypeError(
-                f"the application runs on {type(clock).__qualname__}, not a ControlledClock; "
-                f"do not pass another clock in services= to control time"
+                f"the application runs on {type(clock).__qualname__}, not a ControlledClock, "
+                f"so this flow test cannot move its time; remove the "
+                f"{type(clock).__qualname__} from services= (flow tests get a ControlledClock), "
+                f"or give a ControlledClock there"
             )
         return clock
 
@@ -206,7 +208,13 @@ class FlowTestSupport:
         definition = store.definition(type(aggregate))
         identifier = definition.identifier_of(aggregate)
         if identifier is None:
-            raise ValueError(f"the given {definition.name} has no identifier set")
+            missing = [
+                name for name in definition.identifiers if getattr(aggregate, name, None) is None
+            ]
+            raise ValueError(
+                f"with_state_for got a {definition.name} whose identifier "
+                f"{', '.join(missing)} is not set (None); set it before storing the state"
+            )
         release = getattr(aggregate, "release_recorded_events", None)
         if callable(release):
             release()  # given state is history: what it recorded is never published

@@ -414,4 +414,9 @@ def _validation_error_behind(error: BaseException) -> ValidationError | None:
 
 
 def _name(factory: Callable[..., Any]) -> str:
-    return getattr(factory, "__qualname__", None) or repr(factory)
+    """``module.qualname`` of a function or class, so that the message says where it is."""
+    qualname = getattr(factory, "__qualname__", None)
+    if qualname is None:
+        return repr(factory)
+    module = getattr(factory, "__module__", None)
+    return f"{module}.{qualname}" if module else qualname
