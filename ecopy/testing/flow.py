@@ -193,7 +193,7 @@ class FlowTestSupport:
             raise TypeError(
                 f"{definition.name} is not event-sourced; use with_state_for(instance) instead"
             )
-        key = as_identifier(definition.identifiers, identifier)
+        key = as_identifier(definition.identifiers, identifier, aggregate=definition.name)
         loaded = store.load(definition, key)
         instance = loaded.aggregate if loaded else definition.blank()
         for event in events:

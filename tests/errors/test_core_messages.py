@@ -165,6 +165,18 @@ def test_a_dict_without_the_single_identifier_says_which_field_it_is():
     )
 
 
+def test_a_history_given_for_a_wrong_identifier_names_the_aggregate():
+    flow = bootstrap_flow_testing(classes=[Account])
+
+    with pytest.raises(IdentifierNotFound) as raised:
+        flow.with_events_for(Account, {"id": "a-1"}, [AccountOpened("a-1")])
+
+    assert str(raised.value) == (
+        "the identifier of Account is account_id: give its value, or a dict with "
+        "'account_id', not {'id': 'a-1'}"
+    )
+
+
 # -- factories that return something unusable --------------------------------------------------
 
 
