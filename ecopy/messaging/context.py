@@ -33,6 +33,12 @@ def outgoing_headers(explicit: Mapping[str, Any] | None) -> dict[str, Any]:
     handled = current_message.get()
     if handled is None:
         return dict(explicit) if explicit else {}
+    return propagated_headers(handled, explicit)
+
+
+def propagated_headers(handled: Message, explicit: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Headers for a message sent while ``handled`` is handled: its user headers (delivery
+    options excluded), its correlation id, itself as the parent; explicit ones win."""
     source = handled._headers
     headers = {k: v for k, v in source.items() if not is_internal_header(k)}
     if DELIVERY_DELAY in headers or TIME_TO_LIVE in headers or PRIORITY in headers:

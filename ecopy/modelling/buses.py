@@ -14,7 +14,7 @@ from asyncio import _get_running_loop
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ecopy.messaging.context import outgoing_headers
+from ecopy.messaging.context import current_message, propagated_headers
 from ecopy.messaging.coroutine import warn_blocking_call
 from ecopy.messaging.delivery import ROUTING_KEY
 from ecopy.messaging.endpoint import Invoker
@@ -47,8 +47,20 @@ class _Gateway:
         self._dispatch: Invoker = _unwired(type(self).__name__)
         self._now: Callable[[], float] = time.time
 
+    #: The public method that sends a payload (``send``, or ``publish`` for events).
+    _method = "send"
+
     def _send(self, payload: Any, headers: Mapping[str, Any] | None) -> Any:
-        outgoing = outgoing_headers(headers)
+        handled = current_message.get()
+        if handled is None:
+            # Sent by application code, not by a handler: from inside a running event loop,
+            # which this call would block, it warns (checked here only, so nested sends of
+            # handlers pay nothing for it).
+            if _get_running_loop() is not None:
+                warn_blocking_call(self, self._method)
+            outgoing = dict(headers) if headers else {}
+        else:
+            outgoing = propagated_headers(handled, headers)
         if TIMESTAMP not in outgoing:
             outgoing[TIMESTAMP] = self._now()
         return self._dispatch(build_message(payload, outgoing))
@@ -56,7 +68,13 @@ class _Gateway:
     def _send_routed(
         self, routing_key: str, payload: Any, headers: Mapping[str, Any] | None
     ) -> Any:
-        routed = outgoing_headers(headers)
+        handled = current_message.get()
+        if handled is None:
+            if _get_running_loop() is not None:
+                warn_blocking_call(self, f"{self._method}_with_routing")
+            routed = dict(headers) if headers else {}
+        else:
+            routed = propagated_headers(handled, headers)
         routed[ROUTING_KEY] = routing_key
         if TIMESTAMP not in routed:
             routed[TIMESTAMP] = self._now()
@@ -72,15 +90,11 @@ class CommandBus(_Gateway):
     __slots__ = ()
 
     def send(self, command: Any, headers: Mapping[str, Any] | None = None) -> Any:
-        if _get_running_loop() is not None:
-            warn_blocking_call(self, "send")
         return self._send(command, headers)
 
     def send_with_routing(
         self, routing_key: str, payload: Any = None, headers: Mapping[str, Any] | None = None
     ) -> Any:
-        if _get_running_loop() is not None:
-            warn_blocking_call(self, "send_with_routing")
         return self._send_routed(routing_key, payload, headers)
 
 
@@ -90,15 +104,11 @@ class QueryBus(_Gateway):
     __slots__ = ()
 
     def send(self, query: Any, headers: Mapping[str, Any] | None = None) -> Any:
-        if _get_running_loop() is not None:
-            warn_blocking_call(self, "send")
         return self._send(query, headers)
 
     def send_with_routing(
         self, routing_key: str, payload: Any = None, headers: Mapping[str, Any] | None = None
     ) -> Any:
-        if _get_running_loop() is not None:
-            warn_blocking_call(self, "send_with_routing")
         return self._send_routed(routing_key, payload, headers)
 
 
@@ -106,17 +116,14 @@ class EventBus(_Gateway):
     """Publishes an event to every handler subscribed to it (none is fine)."""
 
     __slots__ = ()
+    _method = "publish"
 
     def publish(self, event: Any, headers: Mapping[str, Any] | None = None) -> None:
-        if _get_running_loop() is not None:
-            warn_blocking_call(self, "publish")
         self._send(event, headers)
 
     def publish_with_routing(
         self, routing_key: str, payload: Any = None, headers: Mapping[str, Any] | None = None
     ) -> None:
-        if _get_running_loop() is not None:
-            warn_blocking_call(self, "publish_with_routing")
         self._send_routed(routing_key, payload, headers)
 
 
