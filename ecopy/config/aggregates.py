@@ -16,7 +16,6 @@ from typing import Any
 from ecopy.config.handlers import HandlerDefinition
 from ecopy.config.modules import ModuleContext
 from ecopy.errors import ConfigurationWarning
-from ecopy.messaging.binding import parameters_of
 from ecopy.messaging.coroutine import awaited
 from ecopy.messaging.endpoint import RANK_AGGREGATE, RANK_SAGA, Invoker
 from ecopy.messaging.message import Message
@@ -70,13 +69,7 @@ class AggregateOwner:
     def _compile_handler(self, definition: HandlerDefinition) -> AggregateHandler:
         aggregate = self.definition
         member = definition.member
-        parameters = parameters_of(
-            member.function, skip_first=member.binding in ("instance", "class")
-        )
-        resolvers, payload_type, problems = self.context.binder.bind(
-            parameters, handler=definition.info.handler, payload=definition.payload_mode
-        )
-        self.context.problems.extend(problems)
+        _, resolvers, payload_type = definition.bind(self.context)
         function = awaited(member.function, definition.info.handler)
         arguments = tuple(resolvers)
         call: Callable[[Any, Message], Any]

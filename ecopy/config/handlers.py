@@ -18,7 +18,13 @@ from ecopy.config.interceptors import InterceptorSource
 from ecopy.config.modules import ModuleContext
 from ecopy.config.scanning import DeclaredMember
 from ecopy.errors import ConfigurationWarning
-from ecopy.messaging.binding import PayloadMode, compile_call, parameters_of
+from ecopy.messaging.binding import (
+    Parameter,
+    PayloadMode,
+    Resolver,
+    compile_call,
+    parameters_of,
+)
 from ecopy.messaging.channel import DirectChannel, MessageChannel
 from ecopy.messaging.declaration import HandlerDeclaration, class_markers
 from ecopy.messaging.deduplication import DeduplicationStore, deduplicating, key_function
@@ -65,6 +71,19 @@ class HandlerDefinition:
     @property
     def modifiers(self) -> dict[str, Any]:
         return self.member.declarations.modifiers
+
+    def bind(self, context: ModuleContext) -> tuple[list[Parameter], list[Resolver], Any]:
+        """The handler's parameters, a resolver for each (problems noted in the context), and
+        the payload type it asks for."""
+        member = self.member
+        parameters = parameters_of(
+            member.function, skip_first=member.binding in ("instance", "class")
+        )
+        resolvers, payload_type, problems = context.binder.bind(
+            parameters, handler=self.info.handler, payload=self.payload_mode
+        )
+        context.problems.extend(problems)
+        return parameters, resolvers, payload_type
 
     def route(self) -> tuple[Any, ...]:
         key = self.declaration.routing_key
@@ -292,14 +311,7 @@ class EndpointCompiler:
         return plan.handling(self.context, plan.interceptors)
 
     def _service_call(self, definition: HandlerDefinition) -> Invoker:
-        member = definition.member
-        parameters = parameters_of(
-            member.function, skip_first=member.binding in ("instance", "class")
-        )
-        resolvers, _, problems = self.context.binder.bind(
-            parameters, handler=definition.info.handler, payload=definition.payload_mode
-        )
-        self.context.problems.extend(problems)
+        parameters, resolvers, _ = definition.bind(self.context)
         core = compile_call(definition.target, resolvers)
         # A query or event handler that asks for what exists only in a transaction (the
         # database connection) runs in one; commands and asynchronous handlers always do.
