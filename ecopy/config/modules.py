@@ -105,6 +105,7 @@ class ModuleContext:
         self.providers: dict[type[Any], Callable[[], Any]] = {}
         self.transactional_parameters: set[type[Any]] = set()
         self.closers: list[Callable[[], None]] = []
+        self.ports: dict[type[Any], Any] = {}
         self.added_services: list[object] = []
         self.owner_resolvers: list[OwnerResolver] = []
         self.definition_hooks: list[DefinitionsHook] = []
@@ -236,6 +237,23 @@ class ModuleContext:
 
     def use_transactions(self, manager: TransactionManager) -> None:
         self.transactions = manager
+
+    def use_port(self, port: type[T], implementation: T) -> None:
+        """Provide ``implementation`` of a port that another module defines (the projection
+        state store, say); that module asks for it with :meth:`port`."""
+        self.ports[port] = implementation
+
+    def port(self, port: type[T]) -> T | None:
+        """The implementation of ``port`` the application uses: a service given to bootstrap
+        first, else the one a module provided (``use_port``), else ``None`` (the caller's
+        in-memory default). Meaningful once every module registered (in ``on_ready``)."""
+        added = {id(service) for service in self.added_services}
+        for service in self.container.implementations(port):
+            if id(service) not in added:
+                found: T = service
+                return found
+        provided: T | None = self.ports.get(port)
+        return provided
 
     def on_close(self, closer: Callable[[], None]) -> None:
         """Call ``closer`` when the application is closed (``app.close()``), or when bootstrap

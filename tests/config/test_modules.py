@@ -221,3 +221,39 @@ class NotUnderstood:
 def test_an_extension_no_module_takes_is_a_problem():
     with pytest.raises(ConfigurationError, match="no ecopy module handles NotUnderstood"):
         build_with(NotUnderstood())
+
+
+class Ledger:
+    """A port some capability defines; adapters provide it."""
+
+
+class SqlLedger(Ledger):
+    pass
+
+
+@dataclass
+class LedgerUser:
+    """The capability that defines the port: asks for it once every module registered."""
+
+    found: list[object] = field(default_factory=list)
+
+    def register(self, context: ModuleContext) -> None:
+        context.on_ready(lambda: self.found.append(context.port(Ledger)))
+
+
+@dataclass(frozen=True)
+class LedgerAdapter:
+    ledger: Ledger = field(default_factory=SqlLedger)
+
+    def register(self, context: ModuleContext) -> None:
+        context.use_port(Ledger, self.ledger)
+
+
+def test_a_port_is_what_a_module_provides_unless_a_service_was_given():
+    user, adapter = LedgerUser(), LedgerAdapter()
+    ecopy.bootstrap(config=ServiceConfiguration(extensions=[user, adapter]))
+    mine = Ledger()
+    ecopy.bootstrap(services=[mine], config=ServiceConfiguration(extensions=[user, adapter]))
+    ecopy.bootstrap(config=ServiceConfiguration(extensions=[user]))
+
+    assert user.found == [adapter.ledger, mine, None]
