@@ -113,8 +113,9 @@ class AggregatesModule:
     def register(self, context: ModuleContext) -> None:
         event_bus = context.container.implementation(EventBus)
         assert event_bus is not None
+        snapshots = InMemorySnapshotStore()
         store = AggregateStore(
-            event_bus, [InMemoryRepository()], InMemoryEventStore(), InMemorySnapshotStore()
+            event_bus, [InMemoryRepository()], InMemoryEventStore(snapshots), snapshots
         )
         context.add_service(store)
         owners: dict[type[Any], AggregateOwner | None] = {}

@@ -4,12 +4,18 @@ Events live in streams, one per aggregate type; each aggregate's events are numb
 (its version), and every event gets a global position across the store. Appending with an
 expected version that is not the current one raises :class:`~ecopy.errors.ConcurrencyError`
 and stores nothing.
+
+Positions follow commit order and are never given twice, not even after the events that had
+them were deleted: a reader that remembers the last position it read never skips an event
+(docs/event-store-positions.md).
 """
 
 from __future__ import annotations
 
 import bisect
 import copy
+import heapq
+import itertools
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -78,8 +84,19 @@ class EventStore(Protocol):
 
     def streams(self) -> list[str]: ...
 
-    def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
-        """Events of every stream with a global position above ``after_position``."""
+    def read_all(
+        self, after_position: int = 0, limit: int = 1000, streams: Sequence[str] | None = None
+    ) -> list[StoredEvent]:
+        """Up to ``limit`` events with a global position above ``after_position``, in position
+        order: of every stream, or only of ``streams``. No event committed later ever has a
+        position at or below one already returned."""
+
+    def last_position(self, streams: Sequence[str] | None = None) -> int:
+        """The highest position of a committed event (of ``streams``), 0 when there is none."""
+
+    def delete_stream(self, stream: str) -> int:
+        """Delete every event of ``stream`` (all its aggregates) and the snapshots kept with
+        them; returns the number of events deleted. Their positions are never given again."""
 
 
 @dataclass(frozen=True)
@@ -97,15 +114,25 @@ class SnapshotStore(Protocol):
 
 class InMemoryEventStore(EventStore):
     """An event store in memory. Thread-safe; the append check-and-write is atomic. An append
-    made in a unit of work that fails is undone (``ecopy.messaging.collector``), as a rolled-back
-    database transaction leaves no event behind."""
+    or a deletion made in a unit of work that fails is undone (``ecopy.messaging.collector``),
+    as a rolled-back database transaction leaves no trace.
 
-    def __init__(self) -> None:
+    There are no transactions to isolate: an append is visible to every reader at once, with
+    the next position. Positions therefore follow the order in which readers can see events,
+    and none is ever given twice (not after an undone append, not after ``delete_stream``), so
+    a reader that remembers the last position it read never skips an event.
+
+    ``snapshots``, when given, is the snapshot store kept with these events:
+    ``delete_stream`` deletes the stream's snapshots too, as the database event store does.
+    """
+
+    def __init__(self, snapshots: InMemorySnapshotStore | None = None) -> None:
         self._lock = threading.Lock()
         self._events: list[StoredEvent] = []
         self._by_aggregate: dict[tuple[str, str], list[StoredEvent]] = {}
         self._streams: dict[str, list[str]] = {}
         self._next_position = 1
+        self._snapshots = snapshots
 
     def append(
         self, stream: str, aggregate_id: str, expected_version: int, events: Sequence[NewEvent]
@@ -140,12 +167,11 @@ class InMemoryEventStore(EventStore):
         return stored
 
     def _remove(self, key: tuple[str, str], stored: list[StoredEvent]) -> None:
-        """Undo an append: its positions are not given again unless they were the last."""
+        """Undo an append. Its positions are not given again: a reader may have seen them."""
         gone = {id(event) for event in stored}
         with self._lock:
             if self._events[-len(stored) :] == stored:
                 del self._events[-len(stored) :]
-                self._next_position -= len(stored)
             else:
                 self._events = [e for e in self._events if id(e) not in gone]
             remaining = [e for e in self._by_aggregate.get(key, []) if id(e) not in gone]
@@ -172,10 +198,54 @@ class InMemoryEventStore(EventStore):
         with self._lock:
             return list(self._streams)
 
-    def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
+    def read_all(
+        self, after_position: int = 0, limit: int = 1000, streams: Sequence[str] | None = None
+    ) -> list[StoredEvent]:
         with self._lock:
             start = bisect.bisect_right(self._events, after_position, key=_position)
-            return self._events[start : start + limit]
+            if streams is None:
+                return self._events[start : start + limit]
+            wanted = set(streams)
+            events = self._events
+            found = (events[i] for i in range(start, len(events)) if events[i].stream in wanted)
+            return list(itertools.islice(found, max(limit, 0)))
+
+    def last_position(self, streams: Sequence[str] | None = None) -> int:
+        with self._lock:
+            if streams is None:
+                return self._events[-1].position if self._events else 0
+            wanted = set(streams)
+            return next((e.position for e in reversed(self._events) if e.stream in wanted), 0)
+
+    def delete_stream(self, stream: str) -> int:
+        with self._lock:
+            deleted = [e for e in self._events if e.stream == stream]
+            if deleted:
+                self._events = [e for e in self._events if e.stream != stream]
+            aggregates = self._streams.pop(stream, [])
+            histories = {a: self._by_aggregate.pop((stream, a)) for a in aggregates}
+        if deleted:
+            on_rollback(lambda: self._restore(stream, aggregates, histories, deleted))
+        if self._snapshots is not None:
+            self._snapshots.delete_stream(stream)
+        return len(deleted)
+
+    def _restore(
+        self,
+        stream: str,
+        aggregates: list[str],
+        histories: dict[str, list[StoredEvent]],
+        deleted: list[StoredEvent],
+    ) -> None:
+        """Undo a ``delete_stream``: the events return at their positions. (Appends made after
+        it in the same unit of work were undone before: undos run in reverse order.)"""
+        with self._lock:
+            self._events = list(heapq.merge(self._events, deleted, key=_position))
+            for aggregate_id, history in histories.items():
+                later = self._by_aggregate.get((stream, aggregate_id), [])
+                self._by_aggregate[(stream, aggregate_id)] = [*history, *later]
+            others = [a for a in self._streams.get(stream, []) if a not in histories]
+            self._streams[stream] = [*aggregates, *others]
 
 
 def _position(event: StoredEvent) -> int:
@@ -201,6 +271,21 @@ class InMemorySnapshotStore(SnapshotStore):
                     self._snapshots[key] = previous
 
         on_rollback(undo)
+
+    def delete_stream(self, stream: str) -> int:
+        """Delete the snapshots of every aggregate of ``stream`` (its events were deleted);
+        returns how many there were. Undone if the unit of work in progress fails."""
+        deleted = {key: s for key, s in list(self._snapshots.items()) if key[0] == stream}
+        for key in deleted:
+            del self._snapshots[key]
+
+        def undo() -> None:
+            for key, snapshot in deleted.items():
+                self._snapshots.setdefault(key, snapshot)
+
+        if deleted:
+            on_rollback(undo)
+        return len(deleted)
 
     def load(self, stream: str, aggregate_id: str) -> Snapshot | None:
         snapshot = self._snapshots.get((stream, aggregate_id))
