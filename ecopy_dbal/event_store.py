@@ -51,6 +51,9 @@ events_table = sa.Table(
     sa.Column("metadata", LongText, nullable=False),
     sa.Column("recorded_at", Timestamp, nullable=False),
     sa.UniqueConstraint("stream", "aggregate_id", "version", name="uq_ecopy_events_version"),
+    # read_all(streams=...) and last_position(streams=...): a range of positions per stream,
+    # in order. (Added to existing tables by `ecopy db setup`: docs/dbal.md#upgrading-new-indexes.)
+    sa.Index("ix_ecopy_events_stream_position", "stream", "position"),
     # AUTOINCREMENT: SQLite never hands out a position again, even after the newest rows were
     # deleted by hand; a reader that remembered it would skip the new event.
     sqlite_autoincrement=True,
@@ -185,15 +188,46 @@ class DbalEventStore(EventStore):
         )
         return self._database.run(lambda connection: list(connection.execute(query).scalars()))
 
-    def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
-        """Up to ``limit`` events of every stream with a position above ``after_position``,
-        in position order. Read in batches and remember the last position read."""
-        return self._read(
+    def read_all(
+        self, after_position: int = 0, limit: int = 1000, streams: Sequence[str] | None = None
+    ) -> list[StoredEvent]:
+        """Up to ``limit`` events with a position above ``after_position``, in position order,
+        of every stream or only of ``streams``. Read in batches and remember the last position
+        read: no event committed later can have a position at or below it."""
+        query = (
             sa.select(*_EVENT_COLUMNS)
-            .where(events_table.c.position > after_position)
+            .where(events_table.c.position > after_position, *_in(streams))
             .order_by(events_table.c.position)
             .limit(limit)
         )
+        return self._read(query)
+
+    def last_position(self, streams: Sequence[str] | None = None) -> int:
+        """The highest position of a committed event (of ``streams``), 0 when there is none."""
+        query = sa.select(sa.func.max(events_table.c.position)).where(*_in(streams))
+        return self._database.run(lambda connection: int(connection.execute(query).scalar() or 0))
+
+    def delete_stream(self, stream: str) -> int:
+        """Delete every event of ``stream`` and the snapshots of its aggregates (a re-created
+        aggregate must not start from the snapshot of a deleted one); returns the number of
+        events deleted. Joins the transaction in progress.
+
+        Positions are never given again: SQLite's ``AUTOINCREMENT``, PostgreSQL's sequence and
+        InnoDB's counter (kept across restarts since MariaDB 10.2.4 and MySQL 8.0) only grow.
+        """
+
+        def delete(connection: Connection) -> int:
+            # The appends' turn: an append waiting for it then checks its version against the
+            # emptied stream, instead of continuing a history that is being deleted.
+            if self._position_lock is not None:
+                connection.execute(self._position_lock)
+            deleted = connection.execute(
+                sa.delete(events_table).where(events_table.c.stream == stream)
+            ).rowcount
+            connection.execute(sa.delete(snapshots_table).where(snapshots_table.c.stream == stream))
+            return int(deleted)
+
+        return self._database.run(delete)
 
     def _row(
         self,
@@ -311,6 +345,13 @@ class DbalSnapshotStore(SnapshotStore):
 
 def _of(stream: str, aggregate_id: str) -> tuple[sa.ColumnElement[bool], ...]:
     return (events_table.c.stream == stream, events_table.c.aggregate_id == aggregate_id)
+
+
+def _in(streams: Sequence[str] | None) -> tuple[sa.ColumnElement[bool], ...]:
+    """The condition that keeps the events of ``streams``: none for ``None`` (every stream)."""
+    if streams is None:
+        return ()
+    return (events_table.c.stream.in_(list(streams)),)
 
 
 def _position_lock_statement(dialect: str) -> sa.Executable | None:

@@ -225,13 +225,26 @@ def check(engine: Engine) -> None:
 
 
 def setup(engine: Engine) -> list[str]:
-    """Create the tables that do not exist yet; returns the names of all ecopy tables.
+    """Create the tables that do not exist yet, and the indexes a newer ecopy added to tables
+    that do; returns the names of all ecopy tables.
 
     Raises ``OutdatedSchema``, creating nothing, when existing tables need converting first."""
     check(engine)
     tables = all_tables()
+    existing = set(sa.inspect(engine).get_table_names())
     metadata.create_all(engine, tables=tables, checkfirst=True)
+    # create_all leaves a table that exists as it is, so an index added later is made here.
+    for table in tables:
+        if table.name in existing:
+            for index in missing_indexes(engine, table):
+                index.create(engine)
     return [table.name for table in tables]
+
+
+def missing_indexes(engine: Engine, table: sa.Table) -> list[sa.Index]:
+    """The indexes of ``table`` (which exists) that the database does not have yet."""
+    present = {index["name"] for index in sa.inspect(engine).get_indexes(table.name)}
+    return [index for index in table.indexes if index.name not in present]
 
 
 def drop(engine: Engine) -> list[str]:
