@@ -1,20 +1,33 @@
 """The contract every ``EventStore`` adapter passes (DESIGN §2: one abstract suite per port).
 
 Subclass ``EventStoreContract`` in a ``test_*.py`` module and override the ``store`` fixture
-to return a fresh, empty store. The payloads are plain dataclasses (``EVENT_TYPES``) so that
-a store that serializes them can register them first.
+to return a fresh, empty store, and ``snapshot_store`` to return the snapshot store kept with
+it. The payloads are plain dataclasses (``EVENT_TYPES``) so that a store that serializes them
+can register them first; the snapshots are ``Wallet``s (``STATE_TYPES`` of the snapshot
+contract).
+
+A store whose transactions run concurrently overrides ``session_of`` and
+``waits_for_its_turn`` too, so that the late-commit test can tell when an append waits for an
+open transaction.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
-from ecopy import ConcurrencyError, EventStore, NewEvent
+from ecopy import ConcurrencyError, EventStore, NewEvent, StoredEvent
 from ecopy.messaging.collector import unit_of_work
+from tests.contracts.snapshot_store_contract import Wallet
+
+DEADLINE = 10.0
 
 
 class Rollback(Exception):
@@ -53,16 +66,106 @@ def deposited(amount: int, account_id: str = "a-1") -> NewEvent:
     return NewEvent(MoneyDeposited(account_id, amount))
 
 
+def identities(events: list[StoredEvent]) -> list[tuple[str, str, int, int]]:
+    return [(e.stream, e.aggregate_id, e.version, e.position) for e in events]
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {DEADLINE}s for {what}")
+        time.sleep(0.01)
+
+
+def run_in_threads(work: Callable[[int], None], count: int) -> None:
+    """``work(0)`` ... ``work(count - 1)`` in threads of their own; the first failure is
+    raised here."""
+    failures: list[BaseException] = []
+
+    def guarded(n: int) -> None:
+        try:
+            work(n)
+        except BaseException as error:  # reported below, in the test's thread
+            failures.append(error)
+
+    threads = [threading.Thread(target=guarded, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(DEADLINE)
+        assert not thread.is_alive(), "a thread did not finish in time"
+    if failures:
+        raise failures[0]
+
+
+class Worker(threading.Thread):
+    """Runs ``work`` in a unit of work of its own; remembers the unit's server session (see
+    ``session_of``), the result and the error."""
+
+    def __init__(
+        self,
+        unit_of_work: Callable[[], Any],
+        session_of: Callable[[Any], Any],
+        work: Callable[[], list[StoredEvent]],
+    ) -> None:
+        super().__init__(daemon=True)
+        self.unit_of_work, self.session_of, self.work = unit_of_work, session_of, work
+        self.session: Any = None
+        self.stored: list[StoredEvent] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with self.unit_of_work() as connection:
+                self.session = self.session_of(connection)
+                self.stored = self.work()
+        except BaseException as error:
+            self.error = error
+
+    def result(self) -> list[StoredEvent]:
+        self.join(DEADLINE)
+        assert not self.is_alive(), "the worker did not finish in time"
+        if self.error is not None:
+            raise self.error
+        return self.stored
+
+
 class EventStoreContract:
     @pytest.fixture
     def store(self) -> EventStore:
         raise NotImplementedError("override the store fixture with a fresh, empty EventStore")
 
     @pytest.fixture
+    def snapshot_store(self):
+        raise NotImplementedError(
+            "override the snapshot_store fixture with the SnapshotStore kept with the store"
+        )
+
+    @pytest.fixture
     def unit_of_work(self):
         """A unit of work of the store's kind: in memory by default; a database transaction
         for a database store (override)."""
         return unit_of_work
+
+    @pytest.fixture
+    def session_of(self) -> Callable[[Any], Any]:
+        """``session_of(connection)``: what identifies the unit of work whose ``unit_of_work()``
+        yielded ``connection``, for ``waits_for_its_turn``; nothing in memory."""
+        return lambda connection: None
+
+    @pytest.fixture
+    def waits_for_its_turn(self) -> Callable[[Any], bool]:
+        """``waits_for_its_turn(session)``: whether that unit of work now waits for another
+        one that appended to end (``session`` is ``None`` until it began). In memory an
+        append never waits."""
+        return lambda session: False
+
+    @pytest.fixture
+    def readers_wait_for_writers(self) -> bool:
+        """Whether a read waits until an open unit of work that appended has ended (SQLite:
+        one transaction at a time). Then the late-commit test reads in a thread."""
+        return False
 
     # -- append and load ----------------------------------------------------------------
 
@@ -325,3 +428,230 @@ class EventStoreContract:
             store.append(ACCOUNTS, "a-1", 0, [opened()])
 
         assert [e.version for e in store.load(ACCOUNTS, "a-1")] == [1]
+
+    # -- reading some streams, the head, deleting a stream -------------------------------
+
+    def test_read_all_of_some_streams_keeps_the_global_order_after_a_position_with_a_limit(
+        self, store
+    ):
+        store.append(ACCOUNTS, "a-1", 0, [opened("a-1")])
+        store.append(CARDS, "c-1", 0, [deposited(1, "c-1")])
+        store.append("bank.loan", "l-1", 0, [deposited(2, "l-1")])
+        store.append(ACCOUNTS, "a-2", 0, [opened("a-2")])
+        store.append(CARDS, "c-1", 1, [deposited(3, "c-1")])
+        store.append(ACCOUNTS, "a-1", 1, [deposited(4, "a-1")])
+        everything = store.read_all()
+
+        some = store.read_all(streams=[ACCOUNTS, CARDS])
+        accounts = store.read_all(streams=[ACCOUNTS])
+
+        assert identities(some) == identities([e for e in everything if e.stream != "bank.loan"])
+        assert identities(accounts) == identities([e for e in everything if e.stream == ACCOUNTS])
+        assert [e.aggregate_id for e in store.read_all(limit=2, streams=[CARDS, ACCOUNTS])] == [
+            "a-1",
+            "c-1",
+        ]
+        after = some[1].position
+        assert identities(store.read_all(after_position=after, limit=2, streams=[ACCOUNTS])) == (
+            identities(accounts[1:3])
+        )
+        assert store.read_all(after_position=some[-1].position, streams=[ACCOUNTS, CARDS]) == []
+        assert store.read_all(streams=["unknown.stream"]) == []
+        assert store.read_all(streams=[]) == []
+
+    def test_last_position_is_the_highest_position_of_every_stream_or_of_some(self, store):
+        assert store.last_position() == 0
+        assert store.last_position(streams=[ACCOUNTS]) == 0
+
+        (account,) = store.append(ACCOUNTS, "a-1", 0, [opened("a-1")])
+        (card,) = store.append(CARDS, "c-1", 0, [deposited(1, "c-1")])
+
+        assert store.last_position() == card.position
+        assert store.last_position(streams=[ACCOUNTS]) == account.position
+        assert store.last_position(streams=[CARDS, ACCOUNTS]) == card.position
+        assert store.last_position(streams=["unknown.stream"]) == 0
+        assert store.last_position(streams=[]) == 0
+
+    def test_a_failed_append_does_not_move_the_last_position(self, store, unit_of_work):
+        (account,) = store.append(ACCOUNTS, "a-1", 0, [opened("a-1")])
+        with pytest.raises(Rollback), unit_of_work():
+            store.append(CARDS, "c-1", 0, [deposited(1, "c-1")])
+            raise Rollback
+
+        assert store.last_position() == account.position
+        assert store.last_position(streams=[CARDS]) == 0
+
+    def test_delete_stream_deletes_every_event_of_that_stream_only(self, store):
+        store.append(ACCOUNTS, "a-1", 0, [opened("a-1"), deposited(1, "a-1")])
+        store.append(CARDS, "c-1", 0, [deposited(2, "c-1")])
+        store.append(ACCOUNTS, "a-2", 0, [opened("a-2")])
+        cards = identities(store.read_all(streams=[CARDS]))
+
+        assert store.delete_stream(ACCOUNTS) == 3
+
+        assert identities(store.read_all()) == cards
+        assert store.load(ACCOUNTS, "a-1") == []
+        assert store.aggregate_ids(ACCOUNTS) == []
+        assert store.streams() == [CARDS]
+        assert store.last_position(streams=[ACCOUNTS]) == 0
+        assert store.delete_stream(ACCOUNTS) == 0
+        assert store.delete_stream("unknown.stream") == 0
+
+    def test_a_deleted_stream_starts_again_from_version_one(self, store):
+        store.append(ACCOUNTS, "a-1", 0, [opened("a-1"), deposited(1, "a-1")])
+        store.delete_stream(ACCOUNTS)
+
+        with pytest.raises(ConcurrencyError):
+            store.append(ACCOUNTS, "a-1", 2, [deposited(2, "a-1")])
+        (again,) = store.append(ACCOUNTS, "a-1", 0, [opened("a-1")])
+
+        assert again.version == 1
+        assert [e.payload for e in store.load(ACCOUNTS, "a-1")] == [AccountOpened("a-1", "alice")]
+
+    def test_positions_are_never_given_again_after_the_last_events_were_deleted(self, store):
+        store.append(CARDS, "c-1", 0, [deposited(1, "c-1")])
+        deleted = store.append(ACCOUNTS, "a-1", 0, [opened("a-1"), deposited(1, "a-1")])
+        highest = deleted[-1].position
+
+        store.delete_stream(ACCOUNTS)
+        assert store.last_position() < highest
+        (card,) = store.append(CARDS, "c-1", 1, [deposited(2, "c-1")])
+        (account,) = store.append(ACCOUNTS, "a-1", 0, [opened("a-1")])
+
+        assert highest < card.position < account.position
+        assert [e.position for e in store.read_all(after_position=highest)] == [
+            card.position,
+            account.position,
+        ]
+
+    def test_delete_stream_deletes_its_snapshots(self, store, snapshot_store):
+        store.append(ACCOUNTS, "a-1", 0, [opened("a-1"), deposited(1, "a-1")])
+        snapshot_store.save(ACCOUNTS, "a-1", 2, Wallet("a-1", 1, [1], 2))
+        snapshot_store.save(CARDS, "c-1", 1, Wallet("c-1", 5, [5], 1))
+
+        store.delete_stream(ACCOUNTS)
+
+        assert snapshot_store.load(ACCOUNTS, "a-1") is None
+        kept = snapshot_store.load(CARDS, "c-1")
+        assert kept is not None
+        assert kept.version == 1
+
+    def test_a_stream_deleted_in_a_unit_of_work_that_fails_is_back_as_it_was(
+        self, store, snapshot_store, unit_of_work
+    ):
+        store.append(ACCOUNTS, "a-2", 0, [opened("a-2")])
+        store.append(CARDS, "c-1", 0, [deposited(1, "c-1")])
+        store.append(ACCOUNTS, "a-1", 0, [opened("a-1"), deposited(1, "a-1")])
+        snapshot_store.save(ACCOUNTS, "a-1", 2, Wallet("a-1", 1, [1], 2))
+        before = identities(store.read_all())
+
+        with pytest.raises(Rollback), unit_of_work():
+            assert store.delete_stream(ACCOUNTS) == 3
+            store.append(ACCOUNTS, "a-1", 0, [opened("a-1")])
+            raise Rollback
+
+        assert identities(store.read_all()) == before
+        assert store.aggregate_ids(ACCOUNTS) == ["a-2", "a-1"]
+        assert [e.version for e in store.load(ACCOUNTS, "a-1")] == [1, 2]
+        snapshot = snapshot_store.load(ACCOUNTS, "a-1")
+        assert snapshot is not None
+        assert snapshot.version == 2
+        (next_event,) = store.append(ACCOUNTS, "a-1", 2, [deposited(2, "a-1")])
+        assert next_event.position > before[-1][3]
+
+    # -- no event is ever skipped ---------------------------------------------------------
+
+    def test_a_late_commit_never_appears_below_a_position_already_read(
+        self, store, unit_of_work, session_of, waits_for_its_turn, readers_wait_for_writers
+    ):
+        """A appends in a unit of work and stays open; C appends after it in another one;
+        reader B reads, A commits, B reads on after its last position. Had C taken a
+        position and committed while A was open, B would have read C's position and then
+        missed A's lower one for good."""
+        (first,) = store.append(ACCOUNTS, "a-0", 0, [opened("a-0")])
+        appended, release = threading.Event(), threading.Event()
+
+        def late() -> list[StoredEvent]:
+            stored = store.append(CARDS, "c-late", 0, [deposited(1, "c-late")])
+            appended.set()
+            assert release.wait(DEADLINE), "the test did not release the late commit"
+            return stored
+
+        a = Worker(unit_of_work, session_of, late)
+        a.start()
+        assert appended.wait(DEADLINE), f"the late append did not happen: {a.error}"
+        c = Worker(
+            unit_of_work,
+            session_of,
+            lambda: store.append(ACCOUNTS, "a-1", 0, [opened("a-1")]),
+        )
+        c.start()
+        # Either C committed (a store that lets it take a position now), or it waits for
+        # its turn behind A; only then does B read.
+        wait_until(
+            lambda: not c.is_alive() or waits_for_its_turn(c.session),
+            "the second append to commit or to wait for its turn",
+        )
+        c_waits = c.is_alive()
+
+        if readers_wait_for_writers:  # B's read waits for A: in a thread, and A goes on
+            reader = Worker(contextlib.nullcontext, lambda _: None, lambda: store.read_all())
+            reader.start()
+            release.set()
+            read = reader.result()
+        else:
+            read = store.read_all()
+            release.set()
+        (late_event,) = a.result()
+        (later_event,) = c.result()
+        if c_waits and not readers_wait_for_writers:
+            assert later_event.position not in [e.position for e in read]
+        read += store.read_all(after_position=read[-1].position)
+
+        everything = store.read_all()
+        assert identities(read) == identities(everything)
+        assert [e.aggregate_id for e in everything] == ["a-0", "c-late", "a-1"]
+        assert first.position < late_event.position < later_event.position
+
+    def test_a_reader_following_many_concurrent_writers_sees_every_event_once_in_order(self, store):
+        writers, appends = 8, 50
+        writing = threading.Event()
+        writing.set()
+        seen: list[StoredEvent] = []
+        failures: list[BaseException] = []
+
+        def write(n: int) -> None:
+            for version in range(appends):
+                store.append(ACCOUNTS, f"a-{n}", version, [deposited(version, f"a-{n}")])
+
+        def follow() -> None:
+            last = 0
+            try:
+                while True:
+                    finished = not writing.is_set()  # looked at before reading: no event after
+                    batch = store.read_all(after_position=last, limit=25)
+                    seen.extend(batch)
+                    if batch:
+                        last = batch[-1].position
+                    elif finished:
+                        return
+                    else:
+                        time.sleep(0.002)  # a projection's poll interval
+            except BaseException as error:
+                failures.append(error)
+
+        reader = threading.Thread(target=follow, daemon=True)
+        reader.start()
+        run_in_threads(write, writers)
+        writing.clear()
+        reader.join(DEADLINE)
+        assert not reader.is_alive(), "the reader did not catch up in time"
+        assert failures == []
+
+        everything = store.read_all(limit=writers * appends + 1)
+        assert len(everything) == writers * appends
+        assert identities(seen) == identities(everything)
+        assert all(a.position < b.position for a, b in itertools.pairwise(seen))
+        for n in range(writers):
+            mine = [e.version for e in seen if e.aggregate_id == f"a-{n}"]
+            assert mine == list(range(1, appends + 1))

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from ecopy.cli.main import cli
 from ecopy_dbal import schema
+from ecopy_dbal.event_store import events_table
 
 ECOPY_TABLES = {
     "ecopy_messages",
@@ -50,6 +51,44 @@ def test_setup_creates_every_table_and_can_run_again(empty_url):
     assert second.exit_code == 0, second.output
     assert "ecopy tables ready" in second.output
     assert tables(empty_url) >= ECOPY_TABLES
+
+
+def indexes(url: str, table: str) -> set[str]:
+    engine = sa.create_engine(url)
+    try:
+        return {index["name"] for index in sa.inspect(engine).get_indexes(table)}
+    finally:
+        engine.dispose()
+
+
+def test_setup_adds_an_index_a_newer_ecopy_declares_to_a_table_that_exists(empty_url):
+    ecopy("db", "setup", "--url", empty_url)
+    engine = sa.create_engine(empty_url)
+    (index,) = (i for i in events_table.indexes if i.name == "ix_ecopy_events_stream_position")
+    index.drop(engine)  # the table as an earlier ecopy made it
+    with engine.begin() as connection:
+        connection.execute(
+            events_table.insert().values(
+                stream="s",
+                aggregate_id="a",
+                version=1,
+                event_type="e",
+                payload="{}",
+                metadata="{}",
+                recorded_at=0.0,
+            )
+        )
+    engine.dispose()
+    assert "ix_ecopy_events_stream_position" not in indexes(empty_url, "ecopy_events")
+
+    result = ecopy("db", "setup", "--url", empty_url)
+
+    assert result.exit_code == 0, result.output
+    assert "ix_ecopy_events_stream_position" in indexes(empty_url, "ecopy_events")
+    engine = sa.create_engine(empty_url)
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(events_table.c.stream)).scalars().all() == ["s"]
+    engine.dispose()
 
 
 def test_drop_removes_them_and_can_run_again(empty_url):

@@ -5,7 +5,6 @@ locking between transactions; and event-sourced aggregates that outlive their ap
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -37,17 +36,18 @@ from ecopy_dbal.sqlite import WriterGateError
 from tests.contracts.event_store_contract import (
     ACCOUNTS,
     CARDS,
+    DEADLINE,
     EVENT_TYPES,
     AccountOpened,
     EventStoreContract,
     MoneyDeposited,
     deposited,
     opened,
+    run_in_threads,
+    wait_until,
 )
 from tests.contracts.snapshot_store_contract import STATE_TYPES, SnapshotStoreContract, Wallet
 from tests.services import ON_SERVERS, ON_SQLITE
-
-DEADLINE = 10.0
 
 
 def codec_knowing(*classes: type[Any]) -> Codec:
@@ -58,33 +58,6 @@ def codec_knowing(*classes: type[Any]) -> Codec:
 
 def event_store(database: Database) -> DbalEventStore:
     return DbalEventStore(database, codec_knowing(*EVENT_TYPES))
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {DEADLINE}s for {what}")
-        time.sleep(0.01)
-
-
-def run_in_threads(work: Callable[[int], None], count: int) -> None:
-    failures: list[BaseException] = []
-
-    def guarded(n: int) -> None:
-        try:
-            work(n)
-        except BaseException as error:  # reported below, in the test's thread
-            failures.append(error)
-
-    threads = [threading.Thread(target=guarded, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(DEADLINE)
-        assert not thread.is_alive(), "a thread did not finish in time"
-    if failures:
-        raise failures[0]
 
 
 def positions(events: list[StoredEvent]) -> list[tuple[str, str, int, int]]:
@@ -100,8 +73,29 @@ class TestDbalEventStore(EventStoreContract):
         return event_store(database)
 
     @pytest.fixture
+    def snapshot_store(self, database):
+        return DbalSnapshotStore(database, codec_knowing(*STATE_TYPES))
+
+    @pytest.fixture
     def unit_of_work(self, database):
         return database.transaction
+
+    @pytest.fixture
+    def session_of(self, database):
+        if database.dialect == "sqlite":
+            return lambda connection: None
+        return session_of
+
+    @pytest.fixture
+    def waits_for_its_turn(self, database):
+        if database.dialect == "sqlite":
+            # A transaction waits for the open one before it begins (the writer gate).
+            return lambda session: True
+        return lambda session: waits_for_a_lock(database.engine, session)
+
+    @pytest.fixture
+    def readers_wait_for_writers(self, database):
+        return database.dialect == "sqlite"
 
 
 class TestDbalSnapshotStore(SnapshotStoreContract):
@@ -222,41 +216,6 @@ def test_on_sqlite_no_transaction_can_append_while_one_that_appended_is_open(
 
     assert first.position < second.position
     assert positions(store.read_all()) == positions([first, second])
-
-
-def test_a_reader_following_concurrent_writers_sees_every_event_once_in_order(database):
-    store = event_store(database)
-    writers, appends = 4, 15
-    writing = threading.Event()
-    writing.set()
-    seen: list[StoredEvent] = []
-
-    def write(n: int) -> None:
-        for version in range(appends):
-            store.append(ACCOUNTS, f"a-{n}", version, [deposited(version, f"a-{n}")])
-
-    def follow() -> None:
-        last = 0
-        while True:
-            finished = not writing.is_set()  # looked at before reading: nothing comes later
-            batch = store.read_all(after_position=last, limit=7)
-            seen.extend(batch)
-            if batch:
-                last = batch[-1].position
-            elif finished:
-                return
-            else:
-                time.sleep(0.005)  # a projection's poll interval
-
-    reader = threading.Thread(target=follow, daemon=True)
-    reader.start()
-    run_in_threads(write, writers)
-    writing.clear()
-    reader.join(DEADLINE)
-
-    everything = store.read_all(limit=1000)
-    assert len(everything) == writers * appends
-    assert positions(seen) == positions(everything)
 
 
 # -- optimistic locking between transactions ------------------------------------------------------
