@@ -19,6 +19,7 @@ ECOPY_TABLES = {
     "ecopy_documents",
     "ecopy_events",
     "ecopy_snapshots",
+    "ecopy_projections",
 }
 
 
