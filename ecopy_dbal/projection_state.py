@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from ecopy.messaging.conversion import PayloadConversion
+from ecopy.messaging.naming import TypeRegistry
 from ecopy.projecting.state import ProjectionRecord, ProjectionStateStore, json_text
 from ecopy_dbal.codec import Codec, StoredDataError
 from ecopy_dbal.database import Database
@@ -52,11 +54,18 @@ class DbalProjectionStateStore(ProjectionStateStore):
       keeps any other transaction out until it ends.
     * ``get`` reads without a lock; outside a transaction each call runs in a short one of its
       own (a ``claim`` there locks the row only for that moment).
+
+    >>> store = DbalProjectionStateStore(database)  # doctest: +SKIP
+    >>> with database.transaction():  # doctest: +SKIP
+    ...     store.initialize("balances")
+    ...     record = store.claim("balances")
+    ...     store.save(dataclasses.replace(record, position=42, state={"total": 7}))
     """
 
-    def __init__(self, database: Database, codec: Codec) -> None:
+    def __init__(self, database: Database, codec: Codec | None = None) -> None:
         self._database = database
-        self._codec = codec
+        # State is plain JSON: no application type is involved, so any codec reads it.
+        self._codec = codec or Codec(TypeRegistry(), PayloadConversion())
         self._dialect = database.dialect
 
     def initialize(self, projection: str, partition: str = "") -> bool:
