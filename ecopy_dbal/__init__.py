@@ -12,6 +12,7 @@ from ecopy_dbal.dead_letter import DbalDeadLetterStore
 from ecopy_dbal.deduplication import DbalDeduplicationStore
 from ecopy_dbal.documents import DbalRepository
 from ecopy_dbal.event_store import DbalEventStore, DbalSnapshotStore
+from ecopy_dbal.projection_state import DbalProjectionStateStore
 
 __all__ = [
     "Database",
@@ -21,6 +22,7 @@ __all__ = [
     "DbalDeadLetterStore",
     "DbalDeduplicationStore",
     "DbalEventStore",
+    "DbalProjectionStateStore",
     "DbalRepository",
     "DbalSnapshotStore",
     "NoTransactionInProgress",

@@ -3,9 +3,10 @@
 ``DbalConfiguration`` is the module: with it among the extensions, commands and asynchronous
 handlers run in a database transaction, handlers may ask for the transaction's
 ``sqlalchemy.Connection`` or ``sqlalchemy.orm.Session``, and dead letters, deduplication
-records, aggregates, sagas, snapshots and events are kept in the database (each can be turned
-off). ``DbalChannel(name)`` declares a database queue; ``DbalDeadLetter()`` keeps dead letters in
-the database when ``DbalConfiguration(dead_letters=False)`` turned that off for the rest.
+records, aggregates, sagas, snapshots, events and projection positions are kept in the database
+(each can be turned off). ``DbalChannel(name)`` declares a database queue; ``DbalDeadLetter()``
+keeps dead letters in the database when ``DbalConfiguration(dead_letters=False)`` turned that
+off for the rest.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class DbalConfiguration:
     deduplication: bool = True
     documents: bool = True
     event_store: bool = True
+    projections: bool = True
 
     def __post_init__(self) -> None:
         if self.url is not None and self.engine is not None:
@@ -122,6 +124,15 @@ class DbalConfiguration:
             context.use_event_store(DbalEventStore(database, codec))
             if self.documents:
                 context.use_snapshot_store(DbalSnapshotStore(database, codec))
+        if self.projections:
+            from ecopy.projecting.state import ProjectionStateStore
+            from ecopy_dbal.projection_state import DbalProjectionStateStore
+
+            # mypy takes a Protocol for an abstract class; the port is the key, never built.
+            context.use_port(
+                ProjectionStateStore,  # type: ignore[type-abstract]
+                DbalProjectionStateStore(database, codec),
+            )
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,7 @@ _STORE_MODULES = (
     "ecopy_dbal.deduplication",
     "ecopy_dbal.documents",
     "ecopy_dbal.event_store",
+    "ecopy_dbal.projection_state",
 )
 
 

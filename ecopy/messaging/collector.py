@@ -7,6 +7,10 @@ Units nest: a command sent from inside a handler holds its own sends, hands them
 unit when it succeeds, and drops them when it fails, even when the outer handler catches that
 failure and goes on. Its store writes stay with the outer unit either way, as in a database
 transaction that the nested command joined: they are undone only if the outermost fails.
+
+What a store holds until the unit ends, whatever its outcome (an in-memory row lock, as a
+database holds a row lock until commit or rollback), it hands to :func:`on_end`: the outermost
+unit calls it back with ``True`` once it succeeded, ``False`` once it failed and was undone.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ecopy.messaging.message import Message
 
 Send = Callable[[], Any]
 Undo = Callable[[], None]
+End = Callable[[bool], None]
 logger = logging.getLogger("ecopy.collector")
 
 
@@ -33,6 +38,16 @@ class _Undo:
 
     def __init__(self, undo: Undo) -> None:
         self.undo = undo
+
+
+class _End:
+    """A callback for the end of the outermost unit, kept whether the units it passes through
+    succeed or fail."""
+
+    __slots__ = ("end",)
+
+    def __init__(self, end: End) -> None:
+        self.end = end
 
 
 _unit: ContextVar[list[Any] | None] = ContextVar("ecopy_unit_of_work", default=None)
@@ -55,6 +70,18 @@ def on_rollback(undo: Undo) -> None:
         unit.append(_Undo(undo))
 
 
+def on_end(end: End) -> bool:
+    """Have ``end(committed)`` run when the outermost unit of work in progress ends: with
+    ``True`` after it succeeded, with ``False`` after it failed and its writes were undone.
+    Returns ``False``, keeping nothing, outside a unit of work (the caller then ends at once
+    what it would have held)."""
+    unit = _unit.get()
+    if unit is None:
+        return False
+    unit.append(_End(end))
+    return True
+
+
 def collecting(invoker: Invoker) -> Invoker:
     """``invoker`` as a unit of work: its sends leave only after it succeeded, its in-memory
     writes are undone if it fails. (The hot path of every command: no context manager.)"""
@@ -74,10 +101,8 @@ def collecting(invoker: Invoker) -> Invoker:
         reset(token)
         if outer is not None:
             outer.extend(unit)
-        else:
-            for item in unit:
-                if item.__class__ is not _Undo:
-                    item()
+        elif unit:
+            _succeeded(unit)
         return result
 
     return run
@@ -98,19 +123,45 @@ def unit_of_work() -> Iterator[None]:
     _unit.reset(token)
     if outer is not None:
         outer.extend(unit)
-    else:
-        for item in unit:
-            if item.__class__ is not _Undo:
+    elif unit:
+        _succeeded(unit)
+
+
+def _succeeded(unit: list[Any]) -> None:
+    """The outermost unit succeeded: its sends leave, in order, and every ``on_end`` callback
+    runs, even when a send fails (a held lock must never outlive its unit)."""
+    for index, item in enumerate(unit):
+        kind = item.__class__
+        if kind is _End:
+            _call_end(item, True)
+        elif kind is not _Undo:
+            try:
                 item()
+            except BaseException:
+                for later in unit[index + 1 :]:
+                    if later.__class__ is _End:
+                        _call_end(later, True)
+                raise
 
 
 def _failed(unit: list[Any], outer: list[Any] | None) -> None:
-    undos = [item for item in unit if item.__class__ is _Undo]
+    kept = [item for item in unit if item.__class__ is _Undo or item.__class__ is _End]
     if outer is not None:
-        outer.extend(undos)  # the outer unit decides, as a joined transaction does
+        outer.extend(kept)  # the outer unit decides, as a joined transaction does
         return
-    for item in reversed(undos):
-        try:
-            item.undo()
-        except Exception:
-            logger.exception("undoing a write of a failed unit of work failed")
+    for item in reversed(kept):
+        if item.__class__ is _Undo:
+            try:
+                item.undo()
+            except Exception:
+                logger.exception("undoing a write of a failed unit of work failed")
+    for item in kept:
+        if item.__class__ is _End:
+            _call_end(item, False)
+
+
+def _call_end(item: _End, committed: bool) -> None:
+    try:
+        item.end(committed)
+    except Exception:
+        logger.exception("ending a unit of work: a store's end callback failed")

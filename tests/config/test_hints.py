@@ -180,9 +180,9 @@ def test_tables_missing_on_a_server_are_one_problem_at_bootstrap_naming_the_fix(
     assert problems == (
         f"DbalConfiguration: the database {shown} has no ecopy tables ecopy_dead_letters, "
         f"ecopy_deduplication, ecopy_documents, ecopy_event_position_lock, ecopy_events, "
-        f"ecopy_messages, ecopy_snapshots; create them with `ecopy --app <module:attribute> "
-        f"db setup` (once per database, at deploy), or let the application create them at "
-        f"start-up with DbalConfiguration(auto_setup=True)",
+        f"ecopy_messages, ecopy_projections, ecopy_snapshots; create them with `ecopy --app "
+        f"<module:attribute> db setup` (once per database, at deploy), or let the application "
+        f"create them at start-up with DbalConfiguration(auto_setup=True)",
     )
 
 

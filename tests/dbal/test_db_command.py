@@ -20,6 +20,7 @@ ECOPY_TABLES = {
     "ecopy_documents",
     "ecopy_events",
     "ecopy_snapshots",
+    "ecopy_projections",
 }
 
 

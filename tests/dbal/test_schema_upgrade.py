@@ -27,10 +27,16 @@ NOTE = Path(__file__).resolve().parents[2] / "docs" / "dbal.md"
 FAILED_AT_MS = FAILED_AT + 0.25  # 2026-03-01 12:00:00.250 UTC
 
 
+#: Tables that came after times became timestamp columns: no earlier ecopy made them.
+NEWER_TABLES = {"ecopy_projections"}
+
+
 def old_metadata() -> sa.MetaData:
     """ecopy's tables as earlier versions made them: every time a double (epoch seconds)."""
     old = sa.MetaData()
     for table in schema.all_tables():
+        if table.name in NEWER_TABLES:
+            continue
         copy = table.to_metadata(old)
         for column in copy.columns:
             if isinstance(column.type, schema.Timestamp):
