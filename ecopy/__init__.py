@@ -87,6 +87,7 @@ from ecopy.modelling.handlers import (
     query_handler,
 )
 from ecopy.modelling.repository import InMemoryRepository, Loaded, Repository
+from ecopy.projecting.engine import ProjectionError, ProjectionNotFound
 
 __all__ = [
     "DELIVERY_DELAY",
@@ -137,6 +138,8 @@ __all__ = [
     "NoHandlerFound",
     "NonRetryableError",
     "PollingMetadata",
+    "ProjectionError",
+    "ProjectionNotFound",
     "QueryBus",
     "QueueChannel",
     "Reference",

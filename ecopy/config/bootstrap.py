@@ -46,11 +46,12 @@ from ecopy.modelling.buses import (
 )
 from ecopy.modelling.event_store import EventStore, SnapshotStore
 from ecopy.modelling.repository import Repository
+from ecopy.projecting.module import ProjectingModule
 
 T = TypeVar("T")
 
 #: The core's own capabilities, registered before the extension objects' modules.
-CORE_MODULES = (AggregatesModule, AsynchronousModule, SchedulingModule)
+CORE_MODULES = (AggregatesModule, ProjectingModule, AsynchronousModule, SchedulingModule)
 
 
 def bootstrap(

@@ -28,6 +28,7 @@ from ecopy.modelling.buses import (
     EventBus,
     QueryBus,
 )
+from ecopy.projecting.manager import ProjectionManager
 
 T = TypeVar("T")
 logger = logging.getLogger("ecopy")
@@ -117,6 +118,12 @@ class MessagingSystem:
     @property
     def service_name(self) -> str:
         return self.config.service_name
+
+    @property
+    def projections(self) -> ProjectionManager:
+        """The lifecycle of the application's projections: status, init, trigger, backfill,
+        rebuild, reset, delete."""
+        return self.require_service(ProjectionManager)
 
     def service(self, kind: type[T]) -> T | None:
         """The service of type ``kind`` the application was built with (given to bootstrap or

@@ -72,6 +72,9 @@ class AggregateStore:
         self.event_bus = event_bus
         self.repositories = tuple(repositories)
         self.event_sourcing = EventSourcingRepository(event_store, snapshots)
+        self.after_append: list[Callable[[str], None]] = []
+        """Called with the stream's name after events were appended, before they are
+        published, in the same transaction (synchronous projections catch up there)."""
         self.definitions: dict[type[Any], AggregateDefinition] = {}
         self._repository_cache: dict[type[Any], Repository] = {}
 
@@ -172,6 +175,9 @@ class AggregateStore:
             for offset, event in enumerate(events, start=1)
         ]
         self.event_sourcing.save(definition, identifier, aggregate, expected_version, new)
+        stream = self.event_sourcing.stream_of(definition)
+        for appended in self.after_append:
+            appended(stream)
         if publish:
             for event in new:
                 self.event_bus.publish(event.payload, event.metadata)

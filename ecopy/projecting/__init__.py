@@ -1,5 +1,16 @@
-"""Projections: read models built from the event store (contracts/projections.md)."""
+"""Projections: read models fed by the event store, kept at a position that never skips an
+event (see docs/projections.md)."""
 
+from ecopy.projecting.declaration import (
+    ProjectionState,
+    projection,
+    projection_delete,
+    projection_flush,
+    projection_initialization,
+    projection_reset,
+)
+from ecopy.projecting.engine import ProjectionError, ProjectionNotFound
+from ecopy.projecting.manager import ProjectionManager, ProjectionStatus
 from ecopy.projecting.state import (
     InMemoryProjectionStateStore,
     ProjectionRecord,
@@ -8,6 +19,16 @@ from ecopy.projecting.state import (
 
 __all__ = [
     "InMemoryProjectionStateStore",
+    "ProjectionError",
+    "ProjectionManager",
+    "ProjectionNotFound",
     "ProjectionRecord",
+    "ProjectionState",
     "ProjectionStateStore",
+    "ProjectionStatus",
+    "projection",
+    "projection_delete",
+    "projection_flush",
+    "projection_initialization",
+    "projection_reset",
 ]

@@ -17,6 +17,7 @@ from ecopy.messaging.interceptor import before
 from ecopy.messaging.message import Message
 from ecopy.modelling.buses import CommandBus, EventBus, QueryBus
 from ecopy.modelling.identifier import as_identifier
+from ecopy.projecting.manager import ProjectionManager
 
 # Innermost of the bus interceptors: records the message as it is finally dispatched.
 _RECORDING_PRECEDENCE = 2**31
@@ -223,6 +224,40 @@ class FlowTestSupport:
         definition.set_version(aggregate, version + 1)
         store.repository(definition.cls).save(definition.cls, identifier, aggregate, version)
         return self
+
+    # -- projections ------------------------------------------------------------------------
+
+    @property
+    def projections(self) -> ProjectionManager:
+        return self.system.projections
+
+    def trigger_projection(self, name: str) -> FlowTestSupport:
+        """Catch the projection up with the stored events now."""
+        self.system.projections.trigger(name)
+        return self
+
+    def initialize_projection(self, name: str) -> FlowTestSupport:
+        self.system.projections.init(name)
+        return self
+
+    def backfill_projection(self, name: str) -> FlowTestSupport:
+        self.system.projections.backfill(name)
+        return self
+
+    def rebuild_projection(self, name: str) -> FlowTestSupport:
+        self.system.projections.rebuild(name)
+        return self
+
+    def reset_projection(self, name: str) -> FlowTestSupport:
+        self.system.projections.reset(name)
+        return self
+
+    def delete_projection(self, name: str) -> FlowTestSupport:
+        self.system.projections.delete(name)
+        return self
+
+    def get_projection_state(self, name: str, partition: str = "") -> Any:
+        return self.system.projections.state(name, partition)
 
 
 def bootstrap_flow_testing(

@@ -1,0 +1,261 @@
+"""The projecting module: finds ``@projection`` classes, compiles their handlers and hooks,
+checks their declarations, and catches synchronous projections up after each append, in the
+command's transaction."""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from ecopy.config.handlers import HandlerDefinition, bound
+from ecopy.config.modules import ModuleContext
+from ecopy.messaging.binding import Parameter, Resolver, compile_call, parameters_of
+from ecopy.messaging.message import Message
+from ecopy.messaging.naming import type_name
+from ecopy.modelling.aggregate import aggregate_options
+from ecopy.modelling.aggregate_handling import AggregateStore
+from ecopy.modelling.event_store import StoredEvent
+from ecopy.projecting.declaration import (
+    HOOKS,
+    ProjectionOptions,
+    ProjectionState,
+    projection_options,
+)
+from ecopy.projecting.engine import (
+    Projection,
+    ProjectionHandler,
+    StateCodec,
+    current,
+)
+from ecopy.projecting.manager import ProjectionManager
+from ecopy.projecting.state import InMemoryProjectionStateStore, ProjectionStateStore
+
+
+class ProjectingModule:
+    """Registered by bootstrap for every application."""
+
+    def register(self, context: ModuleContext) -> None:
+        declared: dict[str, tuple[type[Any], ProjectionOptions]] = {}
+        for target in context.targets:
+            if not isinstance(target, type):
+                continue
+            options = projection_options(target)
+            if options is None:
+                continue
+            if options.name in declared:
+                context.problems.append(
+                    f"projection name {options.name!r} is used by "
+                    f"{declared[options.name][0].__qualname__} and {target.__qualname__}; "
+                    f"give each projection its own name"
+                )
+                continue
+            declared[options.name] = (target, options)
+        projections: dict[str, Projection] = {}
+        manager = ProjectionManager(projections)
+        context.add_service(manager)
+        if not declared:
+            return
+        stores: dict[str, Any] = {}
+
+        def choose_stores() -> None:
+            stores["state"] = context.port(ProjectionStateStore) or InMemoryProjectionStateStore()
+
+        context.on_ready(choose_stores)
+        classes = {cls: options for cls, options in declared.values()}
+
+        def compile_projections(definitions: list[HandlerDefinition]) -> list[HandlerDefinition]:
+            aggregates = context.container.implementation(AggregateStore)
+            assert aggregates is not None
+            kept: list[HandlerDefinition] = []
+            handlers: dict[type[Any], list[HandlerDefinition]] = {cls: [] for cls in classes}
+            for definition in definitions:
+                owner = definition.member.owner
+                if owner in classes and definition.declaration.kind == "event":
+                    handlers[owner].append(definition)
+                else:
+                    kept.append(definition)
+            for cls, options in classes.items():
+                compiled = _compile(context, cls, options, handlers[cls], aggregates, stores)
+                if compiled is not None:
+                    projections[options.name] = compiled
+            by_stream: dict[str | None, list[Projection]] = {}
+            for compiled in projections.values():
+                for stream in compiled.streams or (None,):
+                    by_stream.setdefault(stream, []).append(compiled)
+            aggregates.after_append.append(_synchronous(by_stream))
+            return kept
+
+        context.on_definitions(compile_projections)
+
+
+def _synchronous(by_stream: dict[str | None, list[Projection]]) -> Callable[[str], None]:
+    """After an append to ``stream``: catch up every projection of that stream (and those of
+    every stream), in the command's transaction."""
+
+    def appended(stream: str) -> None:
+        for projection in [*by_stream.get(stream, ()), *by_stream.get(None, ())]:
+            projection.catch_up()
+
+    return appended
+
+
+def _compile(
+    context: ModuleContext,
+    cls: type[Any],
+    options: ProjectionOptions,
+    definitions: list[HandlerDefinition],
+    aggregates: AggregateStore,
+    stores: dict[str, Any],
+) -> Projection | None:
+    problems = context.problems
+    where = f"projection {options.name!r} ({cls.__qualname__})"
+    before = len(problems)
+    if bool(options.from_streams) == options.from_all:
+        problems.append(
+            f"{where} must read from_streams=[...] or from_all=True (exactly one of them)"
+        )
+    if options.batch_size < 1:
+        problems.append(f"{where}: batch_size must be at least 1, got {options.batch_size}")
+    if not definitions:
+        problems.append(f"{where} has no @event_handler: give it one for each event it projects")
+    streams: list[str] = []
+    for source in options.from_streams:
+        if isinstance(source, str):
+            streams.append(source)
+            continue
+        found = aggregate_options(source) if isinstance(source, type) else None
+        if found is None or found.kind != "event_sourced":
+            problems.append(
+                f"{where} reads from {getattr(source, '__qualname__', source)!r}, which is not "
+                f"an @event_sourcing_aggregate; name event-sourced aggregate classes or stream "
+                f"names"
+            )
+            continue
+        streams.append(type_name(source))
+    state_types: set[Any] = set()
+    handlers = [_handler(context, d, state_types) for d in definitions]
+    if len(state_types) > 1:
+        shown = ", ".join(sorted(getattr(t, "__qualname__", repr(t)) for t in state_types))
+        problems.append(
+            f"{where}: its handlers declare different ProjectionState types ({shown}); they "
+            f"share one state: declare the same type in each"
+        )
+    if len(problems) > before:
+        return None
+    state_type = next(iter(state_types), None)
+    return Projection(
+        options=options,
+        streams=None if options.from_all else tuple(streams),
+        handlers=handlers,
+        hooks=_hooks(context, cls),
+        state=_state_codec(context, state_type),
+        event_store=lambda: aggregates.event_store,
+        store=lambda: stores["state"],
+        transactions=lambda: context.transactions_if_any,
+    )
+
+
+def _handler(
+    context: ModuleContext, definition: HandlerDefinition, state_types: set[Any]
+) -> ProjectionHandler:
+    member = definition.member
+    takes_state = False
+
+    def special(parameter: Parameter) -> Resolver | None:
+        nonlocal takes_state
+        if any(m is ProjectionState or isinstance(m, ProjectionState) for m in parameter.markers):
+            takes_state = True
+            state_types.add(_nullable(parameter))
+            return _current_state
+        if parameter.annotation is StoredEvent:
+            return _current_stored
+        return None
+
+    parameters = parameters_of(member.function, skip_first=member.binding in ("instance", "class"))
+    resolvers, _, problems = context.binder.bind(
+        parameters,
+        handler=definition.info.handler,
+        payload=definition.payload_mode,
+        special=special,
+    )
+    context.problems.extend(problems)
+    key = definition.declaration.routing_key
+    return ProjectionHandler(
+        handler=definition.info.handler,
+        payload_types=definition.payload_types,
+        patterns=(key,) if key is not None else (),
+        call=compile_call(definition.target, resolvers),
+        takes_state=takes_state,
+    )
+
+
+def _nullable(parameter: Parameter) -> Any:
+    return parameter.annotation | None if parameter.optional else parameter.annotation
+
+
+def _current_state(message: Message) -> Any:
+    handling = current.get()
+    return None if handling is None else handling.state
+
+
+def _current_stored(message: Message) -> Any:
+    handling = current.get()
+    return None if handling is None else handling.stored
+
+
+def _hooks(context: ModuleContext, cls: type[Any]) -> dict[str, list[Callable[[], Any]]]:
+    hooks: dict[str, list[Callable[[], Any]]] = {kind: [] for kind in HOOKS}
+    for member in context.members:
+        kind = member.declarations.modifiers.get("projection_hook")
+        if member.owner is not cls or kind is None:
+            continue
+        target = bound(context, member)
+        parameters = parameters_of(
+            member.function, skip_first=member.binding in ("instance", "class")
+        )
+        resolvers, _, problems = context.binder.bind(
+            parameters, handler=f"@projection_{kind} {member.name}", payload="none"
+        )
+        context.problems.extend(problems)
+        if target is None:
+            continue
+        hooks[kind].append(_hook_call(compile_call(target, resolvers)))
+    return hooks
+
+
+def _hook_call(call: Resolver) -> Callable[[], Any]:
+    tick = Message(None)
+    return lambda: call(tick)
+
+
+def _state_codec(context: ModuleContext, state_type: Any) -> StateCodec:
+    """The state as JSON in the store, ``T`` in the handlers; ``T()`` to start (``None`` for
+    ``T | None``, and when no handler takes the state)."""
+    if state_type is None:
+        return StateCodec(lambda value: None, lambda value: None, lambda: None)
+    origin = typing.get_origin(state_type)
+    nullable = (origin is typing.Union or origin is types.UnionType) and type(None) in (
+        typing.get_args(state_type)
+    )
+    base = (
+        next(a for a in typing.get_args(state_type) if a is not type(None))
+        if nullable
+        else state_type
+    )
+    adapter: TypeAdapter[Any] = TypeAdapter(state_type)
+
+    def initial() -> Any:
+        return None if nullable else base()
+
+    def from_json(value: Any) -> Any:
+        return initial() if value is None else adapter.validate_python(value)
+
+    return StateCodec(
+        to_json=lambda value: adapter.dump_python(value, mode="json"),
+        from_json=from_json,
+        initial=initial,
+    )
