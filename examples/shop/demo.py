@@ -227,12 +227,20 @@ def _tell(out: Output, path: Path) -> Shop:
     )
     order = app.query_bus.send(GetOrder("o-1"))
     books = app.query_bus.send_with_routing("stock.level", {"product": "book"})
-    out("Queries, answered by the aggregates:")
+    out("Queries, answered by the aggregates and by a projection:")
     out(
         f"   GetOrder('o-1'): {order.status}, {order.quantity} x {order.product}, "
         f"{order.total_cents / 100:.2f}, placed by {order.placed_by}@{order.tenant}"
     )
     out(f"   'stock.level' of book: {books} (the Stock's events replayed)")
+    levels = app.query_bus.send_with_routing("stock.levels", {})
+    shown = ", ".join(f"{p} {a} available, {r} reserved" for p, (a, r) in levels.items())
+    out(
+        f"   'stock.levels': {shown} (the projection stock_levels: its table, kept in each "
+        f"command's transaction)"
+    )
+    status = app.projections.status("stock_levels")
+    out(f"   projection stock_levels: at position {status.position} of {status.head}")
     out("What the database holds (plain SQL):")
     for line in _stored_state(database):
         out(f"   {line}")

@@ -268,3 +268,33 @@ def test_python_dash_m_runs_the_demo_and_leaves_no_file() -> None:
     assert database is not None
     assert not Path(database.group(1)).parent.exists()  # the temporary directory is gone
     assert database_files() == before
+
+
+def test_a_projection_keeps_the_stock_read_model_in_its_own_table(story: Story) -> None:
+    shop, lines = story
+    rows = select(shop, "SELECT product, available, reserved FROM shop_stock_levels")
+    levels = shop.app.query_bus.send_with_routing("stock.levels", {})
+
+    assert sorted(rows) == [("book", 1, 2), ("pen", 10, 0)]
+    assert levels == {"book": (1, 2), "pen": (10, 0)}
+    for product, (available, _) in levels.items():
+        assert shop.app.query_bus.send_with_routing("stock.level", {"product": product}) == (
+            available
+        )
+    status = shop.app.projections.status("stock_levels")
+    assert (status.status, status.position, status.lag) == ("ready", status.head, 0)
+    assert (
+        "   'stock.levels': book 1 available, 2 reserved, pen 10 available, 0 reserved (the "
+        "projection stock_levels: its table, kept in each command's transaction)"
+    ) in lines
+
+
+def test_rebuilding_the_stock_projection_gives_the_same_table(story: Story) -> None:
+    shop, _ = story
+    before = sorted(select(shop, "SELECT product, available, reserved FROM shop_stock_levels"))
+
+    assert shop.app.projections.rebuild("stock_levels") == 5  # stock.low: no handler, skipped
+
+    assert sorted(select(shop, "SELECT product, available, reserved FROM shop_stock_levels")) == (
+        before
+    )
