@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from ecopy import (
     ConfigurationError,
+    Header,
     Identifier,
     ServiceConfiguration,
     aggregate,
@@ -281,3 +282,31 @@ def test_declarations_that_cannot_work_are_reported_at_bootstrap():
         "projection 'mixed' (MixedStates): its handlers declare different ProjectionState "
         "types (Totals, dict); they share one state: declare the same type in each",
     )
+
+
+@projection("headers", from_streams=[Account])
+class HeaderWatcher:
+    def __init__(self) -> None:
+        self.seen: list[tuple[bool, str, int, str]] = []
+
+    @event_handler
+    def opened(
+        self,
+        event: AccountOpened,
+        live: Annotated[bool, Header("ecopy.projection.live")],
+        name: Annotated[str, Header("ecopy.projection.name")],
+        position: Annotated[int, Header("ecopy.event.position")],
+        aggregate_type: Annotated[str, Header("aggregate.type")],
+    ) -> None:
+        self.seen.append((live, name, position, aggregate_type))
+
+
+def test_handlers_see_the_events_metadata_and_whether_the_projection_is_live():
+    watcher = HeaderWatcher()
+    flow = bootstrap_flow_testing(classes=[Account, HeaderWatcher], services=[watcher])
+    flow.send_command(OpenAccount("a-1"))
+
+    flow.rebuild_projection("headers")
+
+    account = "tests.projecting.app.Account"
+    assert watcher.seen == [(True, "headers", 1, account), (False, "headers", 1, account)]
