@@ -24,6 +24,7 @@ class ProjectionOptions:
     batch_size: int
     manual_kick_off: bool
     live: bool
+    polling: bool = False
 
 
 def projection(
@@ -31,6 +32,7 @@ def projection(
     *,
     from_streams: Sequence[type[Any] | str] = (),
     from_all: bool = False,
+    polling: bool = False,
     batch_size: int = 1000,
     manual_kick_off: bool = False,
     live: bool = True,
@@ -38,7 +40,9 @@ def projection(
     """Declare a read model fed by the event store: its ``@event_handler`` methods see the
     stored events of ``from_streams`` (event-sourced aggregate classes or stream names), or of
     every stream with ``from_all=True``, in position order; the position (and the state it
-    keeps) is saved with each batch.
+    keeps) is saved with each batch. A synchronous projection catches up in the transaction
+    of each command that stores its events; with ``polling=True`` the consumer named after
+    the projection catches it up instead, every ``PollingMetadata(name).poll_interval_ms``.
 
     >>> @projection("balances", from_streams=["shop.Account"])
     ... class Balances: ...
@@ -49,7 +53,7 @@ def projection(
             cls,
             _OPTIONS,
             ProjectionOptions(
-                name, tuple(from_streams), from_all, batch_size, manual_kick_off, live
+                name, tuple(from_streams), from_all, batch_size, manual_kick_off, live, polling
             ),
         )
         return cls

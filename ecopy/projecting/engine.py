@@ -10,6 +10,7 @@ state as they were) and propagates.
 from __future__ import annotations
 
 import fnmatch
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -17,13 +18,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ecopy.errors import EcopyError
+from ecopy.messaging.clock import Clock
 from ecopy.messaging.collector import unit_of_work
+from ecopy.messaging.consumer import ConsumerLimits, ConsumerLoop, PollingMetadata, Step
 from ecopy.messaging.message import Message
 from ecopy.messaging.naming import type_name
+from ecopy.messaging.outage import never
 from ecopy.messaging.transaction import TransactionManager
 from ecopy.modelling.event_store import EventStore, StoredEvent
 from ecopy.projecting.declaration import ProjectionOptions
 from ecopy.projecting.state import ProjectionRecord, ProjectionStateStore
+
+logger = logging.getLogger("ecopy.projecting")
 
 PROJECTION_NAME = "ecopy.projection.name"
 PROJECTION_PARTITION = "ecopy.projection.partition"
@@ -93,6 +99,10 @@ class Projection:
     @property
     def name(self) -> str:
         return self.options.name
+
+    @property
+    def mode(self) -> str:
+        return "polling" if self.options.polling else "synchronous"
 
     def run_hooks(self, kind: str) -> None:
         for hook in self.hooks.get(kind, ()):
@@ -219,3 +229,33 @@ def events_of(
         if len(batch) < 1000:
             return
         position = batch[-1].position
+
+
+class ProjectionPoller(ConsumerLoop):
+    """The consumer of a polling projection (named after it): each poll catches it up. A
+    failing batch is rolled back and logged, and the next poll tries it again; a lost
+    database connection pauses the consumer with back-off."""
+
+    def __init__(
+        self, projection: Projection, clock: Clock, metadata: PollingMetadata | None
+    ) -> None:
+        manager = projection.transactions()
+        super().__init__(projection.name, clock, getattr(manager, "is_transient", never))
+        self.projection = projection
+        self.metadata = metadata
+
+    def run(self, limits: ConsumerLimits) -> int:
+        return self.loop(limits, self.step)
+
+    def step(self) -> Step:
+        try:
+            handled = self.projection.catch_up()
+        except Exception as error:
+            if self.is_transient(error):
+                raise
+            logger.exception(
+                "projection %s: a batch failed and was rolled back; the next poll tries it again",
+                self.name,
+            )
+            return Step.FAILED
+        return Step.HANDLED if handled else Step.IDLE

@@ -54,7 +54,7 @@ class ProjectionManager:
         lag = sum(1 for _ in events_of(projection.streams, event_store, position or 0))
         return ProjectionStatus(
             name=name,
-            mode="synchronous",
+            mode=projection.mode,
             partitioned=False,
             status="uninitialized" if record is None else record.status,
             position=position,

@@ -14,6 +14,7 @@ from pydantic import TypeAdapter
 from ecopy.config.handlers import HandlerDefinition, bound
 from ecopy.config.modules import ModuleContext
 from ecopy.messaging.binding import Parameter, Resolver, compile_call, parameters_of
+from ecopy.messaging.consumer import Consumer, PollingMetadata
 from ecopy.messaging.message import Message
 from ecopy.messaging.naming import type_name
 from ecopy.modelling.aggregate import aggregate_options
@@ -28,6 +29,7 @@ from ecopy.projecting.declaration import (
 from ecopy.projecting.engine import (
     Projection,
     ProjectionHandler,
+    ProjectionPoller,
     StateCodec,
     current,
 )
@@ -84,12 +86,24 @@ class ProjectingModule:
                     projections[options.name] = compiled
             by_stream: dict[str | None, list[Projection]] = {}
             for compiled in projections.values():
+                if compiled.options.polling:
+                    continue  # its consumer catches it up
                 for stream in compiled.streams or (None,):
                     by_stream.setdefault(stream, []).append(compiled)
             aggregates.after_append.append(_synchronous(by_stream))
             return kept
 
         context.on_definitions(compile_projections)
+
+        def pollers() -> dict[str, Consumer]:
+            polling = {m.endpoint_id: m for m in context.extensions_of(PollingMetadata)}
+            return {
+                name: ProjectionPoller(compiled, context.clock, polling.get(name))
+                for name, compiled in projections.items()
+                if compiled.options.polling
+            }
+
+        context.add_consumers(pollers)
 
 
 def _synchronous(by_stream: dict[str | None, list[Projection]]) -> Callable[[str], None]:
