@@ -5,15 +5,17 @@
     ecopy --app shop.app:system run orders --finish-when-no-messages
     ecopy --app shop.app:system run orders emails --processes 2 --threads 4
     ecopy --app shop.app:system dead-letter list
+    ecopy --app shop.app:system projection status balances
 
 The application is loaded only by the commands that need it, so ``--help`` always works.
-Exit status: 0 on success, 2 for usage errors (an unknown consumer or dead letter is one: the
-error lists the known names), 1 when the application cannot be loaded or a command fails.
+Exit status: 0 on success, 2 for usage errors (an unknown consumer, projection or dead letter
+is one: the error lists the known names), 1 when the application cannot be loaded or a command
+fails.
 
-Each command group lives in its own module (``running``, ``dead_letters``, ``status``; ``run``
-has its threads in ``consumer_threads`` and its worker processes in ``worker_processes``) and
-is added to :func:`cli` here. Adapter packages add theirs (``ecopy db``) through the
-``ecopy.cli`` entry point group, so the core never imports them.
+Each command group lives in its own module (``running``, ``dead_letters``, ``status``,
+``projections``; ``run`` has its threads in ``consumer_threads`` and its worker processes in
+``worker_processes``) and is added to :func:`cli` here. Adapter packages add theirs
+(``ecopy db``) through the ``ecopy.cli`` entry point group, so the core never imports them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ecopy.cli.app_loading import APP_ENVVAR, APP_FORMAT, ApplicationReference, 
 from ecopy.cli.dead_letters import dead_letter_group
 from ecopy.cli.graph import render_mermaid, render_text, routing_graph
 from ecopy.cli.listing import print_listing
+from ecopy.cli.projections import projection_group
 from ecopy.cli.running import run_command
 from ecopy.cli.status import status_command
 
@@ -75,6 +78,7 @@ def graph_command(application: ApplicationReference, output_format: str) -> None
 cli.add_command(run_command)
 cli.add_command(dead_letter_group)
 cli.add_command(status_command)
+cli.add_command(projection_group)
 
 
 def _add_adapter_commands() -> None:

@@ -131,18 +131,29 @@ class Projection:
             self.store().save(replace(record, state=self.state.to_json(self.state.initial())))
         return created
 
-    def catch_up(self, *, live: bool | None = None, from_start: bool = False) -> int:
+    def catch_up(
+        self,
+        *,
+        live: bool | None = None,
+        from_start: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
         """Handle the stored events after the position, batch by batch, each batch in its own
-        transaction (joining the one in progress); returns how many were handled."""
+        transaction (joining the one in progress); returns how many were handled.
+
+        ``progress``, when given, is called after each batch that read events with the number
+        handled so far (a command line shows it while a long backfill runs)."""
         handled = 0
         while True:
             with self.transaction():
                 record = self._claim()
                 if record is None:
                     return handled
-                count, full = self._batch(record, self.options.live if live is None else live)
+                count, read = self._batch(record, self.options.live if live is None else live)
             handled += count
-            if not full:
+            if read and progress is not None:
+                progress(handled)
+            if read < self.options.batch_size:
                 return handled
 
     def _claim(self) -> ProjectionRecord | None:
@@ -155,12 +166,12 @@ class Projection:
             record = store.claim(self.name)
         return record
 
-    def _batch(self, record: ProjectionRecord, live: bool) -> tuple[int, bool]:
-        """One batch after ``record``'s position; returns (events handled, batch was full)."""
+    def _batch(self, record: ProjectionRecord, live: bool) -> tuple[int, int]:
+        """One batch after ``record``'s position; returns (events handled, events read)."""
         size = self.options.batch_size
         events = self.event_store().read_all(record.position, size, streams=self.streams)
         if not events:
-            return 0, False
+            return 0, 0
         state = self.state.from_json(record.state)
         handled = 0
         for stored in events:
@@ -194,7 +205,7 @@ class Projection:
         self.store().save(
             replace(record, position=events[-1].position, state=self.state.to_json(state))
         )
-        return handled, len(events) == size
+        return handled, len(events)
 
     def _handle(self, taker: ProjectionHandler, message: Message, stored: StoredEvent) -> Any:
         try:

@@ -3,7 +3,7 @@ injectable into handlers)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -82,17 +82,29 @@ class ProjectionManager:
         """Catch up now; returns how many events were handled."""
         return self._named(name).catch_up()
 
-    def backfill(self, name: str) -> int:
+    def backfill(self, name: str, *, progress: Callable[[int], None] | None = None) -> int:
         """Catch up from the current position (a ``manual_kick_off`` projection after
-        ``init``), live; returns how many events were handled."""
+        ``init``), live; returns how many events were handled.
+
+        ``progress`` is called after each batch with the number of events handled so far,
+        e.g. to show how a long backfill advances; each batch commits on its own."""
         projection = self._named(name)
         with projection.transaction():
             projection.initialize()
-        return projection.catch_up()
+        return projection.catch_up(progress=progress)
 
-    def rebuild(self, name: str, partition: str | None = None) -> int:
+    def rebuild(
+        self,
+        name: str,
+        partition: str | None = None,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
         """Run the reset hooks and handle every event again from position 0, not live, in one
-        transaction: a failure leaves the old tables, state and position."""
+        transaction: a failure leaves the old tables, state and position.
+
+        ``progress`` is called after each batch with the number of events handled so far;
+        nothing is committed before the last batch."""
         projection = self._named(name)
         with projection.transaction():
             projection.initialize()
@@ -102,7 +114,7 @@ class ProjectionManager:
             projection.run_hooks("reset")
             initial = projection.state.to_json(projection.state.initial())
             store.save(replace(record, position=0, state=initial, status="rebuilding"))
-            handled = projection.catch_up(live=False)
+            handled = projection.catch_up(live=False, progress=progress)
             record = store.claim(name)
             assert record is not None
             store.save(replace(record, status="ready"))
