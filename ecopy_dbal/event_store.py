@@ -207,6 +207,17 @@ class DbalEventStore(EventStore):
         query = sa.select(sa.func.max(events_table.c.position)).where(*_in(streams))
         return self._database.run(lambda connection: int(connection.execute(query).scalar() or 0))
 
+    def count_after(self, after_position: int, streams: Sequence[str] | None = None) -> int:
+        """How many committed events (of ``streams``) have a position above
+        ``after_position``: counted, not read, so an event that no longer converts does not
+        stop the count (a projection's lag)."""
+        query = (
+            sa.select(sa.func.count())
+            .select_from(events_table)
+            .where(events_table.c.position > after_position, *_in(streams))
+        )
+        return self._database.run(lambda connection: int(connection.execute(query).scalar() or 0))
+
     def delete_stream(self, stream: str) -> int:
         """Delete every event of ``stream`` and the snapshots of its aggregates (a re-created
         aggregate must not start from the snapshot of a deleted one); returns the number of

@@ -217,6 +217,15 @@ class InMemoryEventStore(EventStore):
             wanted = set(streams)
             return next((e.position for e in reversed(self._events) if e.stream in wanted), 0)
 
+    def count_after(self, after_position: int, streams: Sequence[str] | None = None) -> int:
+        """How many events (of ``streams``) have a position above ``after_position``."""
+        with self._lock:
+            start = bisect.bisect_right(self._events, after_position, key=_position)
+            if streams is None:
+                return len(self._events) - start
+            wanted = set(streams)
+            return sum(1 for e in self._events[start:] if e.stream in wanted)
+
     def delete_stream(self, stream: str) -> int:
         with self._lock:
             deleted = [e for e in self._events if e.stream == stream]

@@ -169,7 +169,16 @@ class Projection:
     def _batch(self, record: ProjectionRecord, live: bool) -> tuple[int, int]:
         """One batch after ``record``'s position; returns (events handled, events read)."""
         size = self.options.batch_size
-        events = self.event_store().read_all(record.position, size, streams=self.streams)
+        try:
+            events = self.event_store().read_all(record.position, size, streams=self.streams)
+        except Exception as error:
+            error.add_note(
+                f"ecopy: projection {self.name!r} could not read the stored events after "
+                f"position {record.position}; its position did not move. Make the event's "
+                f"class accept what was stored (a default value for a field added since), or "
+                f"give a renamed class its old name with @named_event, then trigger it again"
+            )
+            raise
         if not events:
             return 0, 0
         state = self.state.from_json(record.state)

@@ -51,7 +51,12 @@ class ProjectionManager:
         event_store = projection.event_store()
         head = event_store.last_position(projection.streams)
         position = None if record is None else record.position
-        lag = sum(1 for _ in events_of(projection.streams, event_store, position or 0))
+        count_after = getattr(event_store, "count_after", None)
+        lag = (
+            count_after(position or 0, projection.streams)
+            if count_after is not None  # counts without reading: a stuck projection shows
+            else sum(1 for _ in events_of(projection.streams, event_store, position or 0))
+        )
         return ProjectionStatus(
             name=name,
             mode=projection.mode,

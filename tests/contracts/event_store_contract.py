@@ -472,6 +472,17 @@ class EventStoreContract:
         assert store.last_position(streams=["unknown.stream"]) == 0
         assert store.last_position(streams=[]) == 0
 
+    def test_count_after_counts_the_events_above_a_position_of_every_stream_or_of_some(self, store):
+        assert store.count_after(0) == 0
+        (first, _) = store.append(ACCOUNTS, "a-1", 0, [opened("a-1"), deposited(1, "a-1")])
+        store.append(CARDS, "c-1", 0, [deposited(2, "c-1")])
+
+        assert store.count_after(0) == 3
+        assert store.count_after(first.position) == 2
+        assert store.count_after(first.position, streams=[ACCOUNTS]) == 1
+        assert store.count_after(0, streams=[CARDS, ACCOUNTS]) == 3
+        assert store.count_after(0, streams=[]) == 0
+
     def test_a_failed_append_does_not_move_the_last_position(self, store, unit_of_work):
         (account,) = store.append(ACCOUNTS, "a-1", 0, [opened("a-1")])
         with pytest.raises(Rollback), unit_of_work():

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from ecopy import (
     ConfigurationError,
+    EcopyError,
     Header,
     Identifier,
     ServiceConfiguration,
@@ -312,3 +313,29 @@ def test_handlers_see_the_events_metadata_and_whether_the_projection_is_live():
 
     account = "tests.projecting.app.Account"
     assert watcher.seen == [(True, "headers", 1, account), (False, "headers", 1, account)]
+
+
+def test_a_stored_event_that_no_longer_converts_stops_the_batch_and_says_where(tmp_path):
+    url = f"sqlite:///{tmp_path / 'bank.sqlite3'}"
+    config = ServiceConfiguration(extensions=[DbalConfiguration(url=url)])
+    with bootstrap(classes=[Account], config=config) as writer:
+        writer.command_bus.send(OpenAccount("a-1"))
+        writer.command_bus.send(Deposit("a-1", 5))
+        with writer.require_service(Database).transaction() as connection:
+            connection.execute(  # the stored deposit lost its amount: an older class, say
+                sa.text("UPDATE ecopy_events SET payload = :p WHERE version = 2"),
+                {"p": '{"account_id": "a-1"}'},
+            )
+    totals = TotalsProjection()
+    with bootstrap(classes=[Account, TotalsProjection], services=[totals], config=config) as app:
+        with pytest.raises(EcopyError) as raised:
+            app.projections.trigger("totals")
+
+        assert (
+            "ecopy: projection 'totals' could not read the stored events after position 0; its "
+            "position did not move. Make the event's class accept what was stored (a default "
+            "value for a field added since), or give a renamed class its old name with "
+            "@named_event, then trigger it again"
+        ) in raised.value.__notes__
+        assert "(position 2) cannot be read" in str(raised.value)
+        assert app.projections.status("totals").status == "uninitialized"  # rolled back
