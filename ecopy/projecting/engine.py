@@ -131,6 +131,17 @@ class Projection:
             self.store().save(replace(record, state=self.state.to_json(self.state.initial())))
         return created
 
+    def start_over(self, *, status: str) -> None:
+        """In the transaction in progress: the reset hooks, then position 0 and the state back
+        to ``T()`` (initializing the row first if needed)."""
+        self.initialize()
+        store = self.store()
+        record = store.claim(self.name)
+        assert record is not None
+        self.run_hooks("reset")
+        initial = self.state.to_json(self.state.initial())
+        store.save(replace(record, position=0, state=initial, status=status))
+
     def catch_up(
         self,
         *,

@@ -112,14 +112,9 @@ class ProjectionManager:
         nothing is committed before the last batch."""
         projection = self._named(name)
         with projection.transaction():
-            projection.initialize()
-            store = projection.store()
-            record = store.claim(name)
-            assert record is not None
-            projection.run_hooks("reset")
-            initial = projection.state.to_json(projection.state.initial())
-            store.save(replace(record, position=0, state=initial, status="rebuilding"))
+            projection.start_over(status="rebuilding")
             handled = projection.catch_up(live=False, progress=progress)
+            store = projection.store()
             record = store.claim(name)
             assert record is not None
             store.save(replace(record, status="ready"))
@@ -129,13 +124,7 @@ class ProjectionManager:
         """Run the reset hooks, and set the position back to 0 and the state to ``T()``."""
         projection = self._named(name)
         with projection.transaction():
-            projection.initialize()
-            store = projection.store()
-            record = store.claim(name)
-            assert record is not None
-            projection.run_hooks("reset")
-            initial = projection.state.to_json(projection.state.initial())
-            store.save(replace(record, position=0, state=initial, status="ready"))
+            projection.start_over(status="ready")
 
     def delete(self, name: str) -> None:
         """Run the delete hooks and remove the projection's rows; the next trigger starts it
