@@ -347,6 +347,16 @@ def _consumers(
     context: ModuleContext, settings: AsynchronousSettings, routes: dict[str, AsynchronousRoute]
 ) -> dict[str, Consumer]:
     queues = context.queues
+    for endpoint, channels in context.asynchronous_endpoints:
+        route = settings.route(channels)
+        missing = [name for name in route if name not in queues]
+        if missing:
+            context.problems.append(
+                f"{endpoint.info.handler} uses channel {missing[0]!r}, which is not declared; "
+                f"{context.unknown_channel(missing[0])}"
+            )
+            continue
+        routes[endpoint.info.endpoint_id] = AsynchronousRoute(endpoint, route)
     internal = {
         e.info.input_channel: e
         for e in context.endpoints

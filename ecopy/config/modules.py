@@ -112,6 +112,7 @@ class ModuleContext:
         self.endpoint_decorators: list[EndpointDecorator] = []
         self.endpoint_stages: list[EndpointStage] = []
         self.consumer_factories: list[ConsumerFactory] = []
+        self.asynchronous_endpoints: list[tuple[Endpoint, tuple[str, ...]]] = []
         self.checks: list[Check] = []
         self.ready_hooks: list[Callable[[], None]] = []
         self.endpoints: list[Endpoint] = []
@@ -299,6 +300,12 @@ class ModuleContext:
         """Decide what becomes of each compiled endpoint plan; the first stage that returns an
         endpoint wins, and a plan no stage takes is called in the caller."""
         self.endpoint_stages.append(stage)
+
+    def add_asynchronous_endpoint(self, endpoint: Endpoint, channels: tuple[str, ...]) -> None:
+        """An endpoint handled by the consumers of ``channels`` (a projection's trigger, say)
+        for messages addressed to its endpoint id, with the same transactions, retries and
+        dead letters as an ``@asynchronous`` handler. Add it before the consumers are built."""
+        self.asynchronous_endpoints.append((endpoint, channels))
 
     def add_consumers(self, factory: ConsumerFactory) -> None:
         """Contribute consumers, built once every endpoint is compiled."""

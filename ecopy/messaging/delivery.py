@@ -41,6 +41,10 @@ QUEUE_PRIORITY: Final = "ecopy.priority"
 RETRY_COUNT: Final = "ecopy.retry_count"
 
 
+#: Where ``@asynchronous`` on a class keeps its channels.
+ASYNCHRONOUS_CLASS = "__ecopy_asynchronous__"
+
+
 def asynchronous(channels: str | Sequence[str]) -> Callable[[F], F]:
     """Handle the message later, from ``channels`` (a name, or a list: sent through each in
     turn, then handled), in a consumer: ``@asynchronous("orders")``."""
@@ -56,6 +60,10 @@ def asynchronous(channels: str | Sequence[str]) -> Callable[[F], F]:
         )
 
     def decorate(target: F) -> F:
+        if isinstance(target, type):
+            # A projection class: its trigger goes through the channels (ecopy.projecting).
+            setattr(target, ASYNCHRONOUS_CLASS, tuple(names))
+            return target
         declare(target).modifiers["asynchronous"] = tuple(names)  # a list or tuple of names
         return target
 

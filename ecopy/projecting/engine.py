@@ -94,6 +94,8 @@ class Projection:
     event_store: Callable[[], EventStore]
     store: Callable[[], ProjectionStateStore]
     transactions: Callable[[], TransactionManager | None]
+    channels: tuple[str, ...] = ()
+    """The channel its trigger goes through (asynchronous mode), or none."""
     handled_types: dict[type[Any], list[ProjectionHandler]] = field(default_factory=dict)
 
     @property
@@ -102,6 +104,8 @@ class Projection:
 
     @property
     def mode(self) -> str:
+        if self.channels:
+            return "asynchronous"
         return "polling" if self.options.polling else "synchronous"
 
     def run_hooks(self, kind: str) -> None:

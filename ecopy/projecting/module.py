@@ -14,7 +14,10 @@ from pydantic import TypeAdapter
 from ecopy.config.handlers import HandlerDefinition, bound
 from ecopy.config.modules import ModuleContext
 from ecopy.messaging.binding import Parameter, Resolver, compile_call, parameters_of
+from ecopy.messaging.collector import send_or_collect
 from ecopy.messaging.consumer import Consumer, PollingMetadata
+from ecopy.messaging.delivery import ASYNCHRONOUS_CLASS, CHANNEL, ENDPOINT_ID
+from ecopy.messaging.endpoint import Endpoint, EndpointInfo
 from ecopy.messaging.message import Message
 from ecopy.messaging.naming import type_name
 from ecopy.modelling.aggregate import aggregate_options
@@ -84,13 +87,16 @@ class ProjectingModule:
                 compiled = _compile(context, cls, options, handlers[cls], aggregates, stores)
                 if compiled is not None:
                     projections[options.name] = compiled
-            by_stream: dict[str | None, list[Projection]] = {}
+            by_stream: dict[str | None, list[Callable[[], Any]]] = {}
             for compiled in projections.values():
                 if compiled.options.polling:
                     continue  # its consumer catches it up
+                follow: Callable[[], Any] = compiled.catch_up
+                if compiled.channels:
+                    follow = _asynchronous(context, compiled)
                 for stream in compiled.streams or (None,):
-                    by_stream.setdefault(stream, []).append(compiled)
-            aggregates.after_append.append(_synchronous(by_stream))
+                    by_stream.setdefault(stream, []).append(follow)
+            aggregates.after_append.append(_after_append(by_stream))
             return kept
 
         context.on_definitions(compile_projections)
@@ -106,15 +112,37 @@ class ProjectingModule:
         context.add_consumers(pollers)
 
 
-def _synchronous(by_stream: dict[str | None, list[Projection]]) -> Callable[[str], None]:
-    """After an append to ``stream``: catch up every projection of that stream (and those of
-    every stream), in the command's transaction."""
+def _after_append(by_stream: dict[str | None, list[Callable[[], Any]]]) -> Callable[[str], None]:
+    """After an append to ``stream``, in the command's transaction: catch up the synchronous
+    projections of that stream (and of every stream), trigger the asynchronous ones."""
 
     def appended(stream: str) -> None:
-        for projection in [*by_stream.get(stream, ()), *by_stream.get(None, ())]:
-            projection.catch_up()
+        for follow in [*by_stream.get(stream, ()), *by_stream.get(None, ())]:
+            follow()
 
     return appended
+
+
+def _asynchronous(context: ModuleContext, projection: Projection) -> Callable[[], Any]:
+    """An asynchronous projection: its trigger is an endpoint on its channel, handled by the
+    channel's consumer (retries, dead letters; endpoint id = the projection's name), and each
+    append sends it a trigger once the command succeeded (to the outbox with a database
+    channel). Triggers collapse: one that finds nothing new handles nothing."""
+    name = projection.name
+    info = EndpointInfo(
+        endpoint_id=name, kind="projection", handler=f"projection {name}", routes=(name,)
+    )
+    context.add_asynchronous_endpoint(
+        Endpoint(info, lambda message: projection.catch_up()), projection.channels
+    )
+    channel_name = projection.channels[0]
+
+    def trigger() -> None:
+        channel = context.channel_named(channel_name)
+        message = Message({"projection": name}, {ENDPOINT_ID: name, CHANNEL: channel_name})
+        send_or_collect(lambda: channel.send(message))
+
+    return trigger
 
 
 def _compile(
@@ -131,6 +159,17 @@ def _compile(
     if bool(options.from_streams) == options.from_all:
         problems.append(
             f"{where} must read from_streams=[...] or from_all=True (exactly one of them)"
+        )
+    asynchronous = cls.__dict__.get(ASYNCHRONOUS_CLASS)
+    if asynchronous and options.polling:
+        problems.append(
+            f"{where} is both @asynchronous and polling=True: choose one (a trigger after each "
+            f"command, or a consumer that polls)"
+        )
+    if asynchronous and len(asynchronous) != 1:
+        problems.append(
+            f"{where}: an asynchronous projection's trigger goes through one channel, got "
+            f"{list(asynchronous)}"
         )
     if options.batch_size < 1:
         problems.append(f"{where}: batch_size must be at least 1, got {options.batch_size}")
@@ -161,7 +200,11 @@ def _compile(
     if len(problems) > before:
         return None
     state_type = next(iter(state_types), None)
+    channels: tuple[str, ...] = (
+        () if context.asynchronous_inline else tuple(cls.__dict__.get(ASYNCHRONOUS_CLASS, ()))
+    )
     return Projection(
+        channels=channels,
         options=options,
         streams=None if options.from_all else tuple(streams),
         handlers=handlers,
