@@ -259,8 +259,16 @@ class DbalEventStore(EventStore):
 
     @staticmethod
     def _current_version(connection: Connection, stream: str, aggregate_id: str) -> int:
+        # ORDER BY ... LIMIT 1 rather than max(): the plan then always walks the
+        # (stream, aggregate_id, version) index backwards to one row. With max(), a plan made
+        # while the table was small (psycopg prepares a statement after a few runs, and
+        # PostgreSQL may keep its generic plan) could scan every event of the stream instead,
+        # so each append grew slower as the stream grew.
         latest = connection.execute(
-            sa.select(sa.func.max(events_table.c.version)).where(*_of(stream, aggregate_id))
+            sa.select(events_table.c.version)
+            .where(*_of(stream, aggregate_id))
+            .order_by(events_table.c.version.desc())
+            .limit(1)
         ).scalar()
         return int(latest or 0)
 
