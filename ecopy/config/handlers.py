@@ -11,6 +11,7 @@ from __future__ import annotations
 import types
 import typing
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,6 +31,7 @@ from ecopy.messaging.declaration import HandlerDeclaration, class_markers
 from ecopy.messaging.deduplication import DeduplicationStore, deduplicating, key_function
 from ecopy.messaging.endpoint import RANK_SERVICE, Endpoint, EndpointInfo, Invoker
 from ecopy.messaging.interceptor import CompiledInterceptor, compile_chain
+from ecopy.messaging.message import Message
 from ecopy.messaging.naming import type_name
 from ecopy.messaging.transaction import transactional
 
@@ -72,15 +74,20 @@ class HandlerDefinition:
     def modifiers(self) -> dict[str, Any]:
         return self.member.declarations.modifiers
 
-    def bind(self, context: ModuleContext) -> tuple[list[Parameter], list[Resolver], Any]:
+    def bind(
+        self,
+        context: ModuleContext,
+        special: Callable[[Parameter], Resolver | None] | None = None,
+    ) -> tuple[list[Parameter], list[Resolver], Any]:
         """The handler's parameters, a resolver for each (problems noted in the context), and
-        the payload type it asks for."""
+        the payload type it asks for; ``special`` resolves what a module adds (a projection's
+        state)."""
         member = self.member
         parameters = parameters_of(
             member.function, skip_first=member.binding in ("instance", "class")
         )
         resolvers, payload_type, problems = context.binder.bind(
-            parameters, handler=self.info.handler, payload=self.payload_mode
+            parameters, handler=self.info.handler, payload=self.payload_mode, special=special
         )
         context.problems.extend(problems)
         return parameters, resolvers, payload_type
@@ -126,6 +133,19 @@ def bound(context: ModuleContext, member: DeclaredMember) -> Any:
     if member.binding == "class" and member.owner is not None:
         return types.MethodType(member.function, member.owner)
     return member.function
+
+
+def member_call(context: ModuleContext, member: DeclaredMember, label: str) -> Callable[[], Any]:
+    """A method called without a message (a schedule, a projection's hook), its parameters
+    bound like a handler's (services, buses, the transaction's connection); problems are
+    noted in the context, as ``label``."""
+    target = bound(context, member)
+    parameters = parameters_of(member.function, skip_first=member.binding in ("instance", "class"))
+    resolvers, _, problems = context.binder.bind(parameters, handler=label, payload="none")
+    context.problems.extend(problems)
+    call = compile_call(target, resolvers) if target is not None else None
+    tick = Message(None)
+    return lambda: call(tick) if call is not None else None
 
 
 def _union_members(annotation: Any) -> tuple[Any, ...]:

@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ecopy.config.handlers import bound
+from ecopy.config.handlers import member_call
 from ecopy.config.modules import ModuleContext
 from ecopy.config.scanning import DeclaredMember
-from ecopy.messaging.binding import compile_call, parameters_of
 from ecopy.messaging.channel import MessageChannel
 from ecopy.messaging.consumer import Consumer, PollingMetadata
 from ecopy.messaging.message import Message
@@ -32,7 +31,7 @@ def _consumers(context: ModuleContext, scheduled: list[DeclaredMember]) -> dict[
         request_channel, endpoint_id, cron, fixed_rate_ms = member.declarations.modifiers[
             "scheduled"
         ]
-        produce = _scheduled_call(context, member)
+        produce = member_call(context, member, f"scheduled {member.name}")
         channel = context.channels.get(request_channel)
         if channel is None:
             context.problems.append(
@@ -54,19 +53,6 @@ def _consumers(context: ModuleContext, scheduled: list[DeclaredMember]) -> dict[
             metadata=polling.get(endpoint_id),
         )
     return consumers
-
-
-def _scheduled_call(context: ModuleContext, member: DeclaredMember) -> Callable[[], Any]:
-    """A scheduled method with its parameters bound like a handler's (services, buses)."""
-    target = bound(context, member)
-    parameters = parameters_of(member.function, skip_first=member.binding in ("instance", "class"))
-    resolvers, _, problems = context.binder.bind(
-        parameters, handler=f"scheduled {member.name}", payload="none"
-    )
-    context.problems.extend(problems)
-    call = compile_call(target, resolvers) if target is not None else None
-    tick = Message(None)
-    return lambda: call(tick) if call is not None else None
 
 
 def _sender_to(channel: MessageChannel) -> Callable[[Any], None]:

@@ -150,7 +150,6 @@ class Projection:
         self,
         *,
         live: bool | None = None,
-        from_start: bool = False,
         progress: Callable[[int], None] | None = None,
     ) -> int:
         """Handle the stored events after the position, batch by batch, each batch in its own

@@ -11,9 +11,9 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from ecopy.config.handlers import HandlerDefinition, bound
+from ecopy.config.handlers import HandlerDefinition, member_call
 from ecopy.config.modules import ModuleContext
-from ecopy.messaging.binding import Parameter, Resolver, compile_call, parameters_of
+from ecopy.messaging.binding import Parameter, Resolver, compile_call
 from ecopy.messaging.collector import send_or_collect
 from ecopy.messaging.consumer import Consumer, PollingMetadata
 from ecopy.messaging.delivery import ASYNCHRONOUS_CLASS, CHANNEL, ENDPOINT_ID
@@ -219,7 +219,6 @@ def _compile(
 def _handler(
     context: ModuleContext, definition: HandlerDefinition, state_types: set[Any]
 ) -> ProjectionHandler:
-    member = definition.member
     takes_state = False
 
     def special(parameter: Parameter) -> Resolver | None:
@@ -232,14 +231,7 @@ def _handler(
             return _current_stored
         return None
 
-    parameters = parameters_of(member.function, skip_first=member.binding in ("instance", "class"))
-    resolvers, _, problems = context.binder.bind(
-        parameters,
-        handler=definition.info.handler,
-        payload=definition.payload_mode,
-        special=special,
-    )
-    context.problems.extend(problems)
+    _, resolvers, _ = definition.bind(context, special)
     key = definition.declaration.routing_key
     return ProjectionHandler(
         handler=definition.info.handler,
@@ -268,25 +260,9 @@ def _hooks(context: ModuleContext, cls: type[Any]) -> dict[str, list[Callable[[]
     hooks: dict[str, list[Callable[[], Any]]] = {kind: [] for kind in HOOKS}
     for member in context.members:
         kind = member.declarations.modifiers.get("projection_hook")
-        if member.owner is not cls or kind is None:
-            continue
-        target = bound(context, member)
-        parameters = parameters_of(
-            member.function, skip_first=member.binding in ("instance", "class")
-        )
-        resolvers, _, problems = context.binder.bind(
-            parameters, handler=f"@projection_{kind} {member.name}", payload="none"
-        )
-        context.problems.extend(problems)
-        if target is None:
-            continue
-        hooks[kind].append(_hook_call(compile_call(target, resolvers)))
+        if member.owner is cls and kind is not None:
+            hooks[kind].append(member_call(context, member, f"@projection_{kind} {member.name}"))
     return hooks
-
-
-def _hook_call(call: Resolver) -> Callable[[], Any]:
-    tick = Message(None)
-    return lambda: call(tick)
 
 
 def _state_codec(context: ModuleContext, state_type: Any) -> StateCodec:
